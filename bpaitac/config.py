@@ -1,0 +1,140 @@
+"""Config helpers: schema validation outside Snakemake and the expanded model catalogue.
+
+The config is the single source of truth for cell types, lineages, splits and model variants;
+rules and scripts read those facts through the functions here, never from literals.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import yaml
+
+from bpaitac.io import InputError, lineage_order, read_celltypes
+
+SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+TARGET_KINDS = ("celltypes", "lineages", "single_lineage")
+
+
+class ConfigError(InputError):
+    """A config value is invalid: the message names the key and the allowed values."""
+
+
+def _format_path(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def validate_config(config: dict, schema_path: str | os.PathLike = SCHEMA) -> dict:
+    """Validate ``config`` against the JSON schema, fill defaults, check cross-references.
+
+    Returns the completed config (a copy). Raises :class:`ConfigError` naming the key.
+    """
+    import jsonschema
+    import referencing
+
+    schema_path = Path(schema_path)
+    schema = yaml.safe_load(schema_path.read_text())
+    # Resolve relative $ref's against the schema file, as snakemake's validate() does.
+    schema["$id"] = schema_path.resolve().as_uri()
+
+    def retrieve(uri: str) -> referencing.Resource:
+        target = Path(url2pathname(urlparse(uri).path))
+        return referencing.Resource.from_contents(yaml.safe_load(target.read_text()))
+
+    registry = referencing.Registry(retrieve=retrieve)
+    cls = jsonschema.validators.validator_for(schema)
+    # Fill defaults while validating (the same behaviour as snakemake's validate(set_default=True)).
+    validate_properties = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, sub):
+        if isinstance(instance, dict):
+            for name, prop in properties.items():
+                if isinstance(prop, dict) and "default" in prop:
+                    instance.setdefault(name, copy.deepcopy(prop["default"]))
+        yield from validate_properties(validator, properties, instance, sub)
+
+    filler = jsonschema.validators.extend(cls, {"properties": set_defaults})
+    config = copy.deepcopy(config)
+    errors = sorted(filler(schema, registry=registry).iter_errors(config), key=lambda e: e.path)
+    if errors:
+        err = errors[0]
+        raise ConfigError(f"config key `{_format_path(err.absolute_path)}`: {describe_error(err)}")
+    check_references(config)
+    return config
+
+
+def describe_error(err: Any) -> str:
+    """A one-line, user-facing description of a jsonschema error with the allowed values."""
+    if err.validator == "enum":
+        return f"{err.instance!r} is not allowed; allowed values: {', '.join(map(str, err.validator_value))}."
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        return f"{err.message}; allowed keys: {', '.join(allowed)}."
+    return err.message + "."
+
+
+def check_references(config: dict) -> None:
+    """Cross-field checks the schema cannot express (catalogue names point to defined entries)."""
+    archs = config.get("architectures", {})
+    biases = config.get("bias_models", {})
+    for name, bias in biases.items():
+        if bias.get("arch") not in archs:
+            raise ConfigError(
+                f"config key `bias_models.{name}.arch`: {bias.get('arch')!r} is not defined; "
+                f"allowed values: {', '.join(archs)}."
+            )
+    for name, entry in config.get("models", {}).items():
+        if entry.get("arch") not in archs:
+            raise ConfigError(
+                f"config key `models.{name}.arch`: {entry.get('arch')!r} is not defined; "
+                f"allowed values: {', '.join(archs)}."
+            )
+        bias = entry.get("bias", "none")
+        if bias != "none" and bias not in biases:
+            raise ConfigError(
+                f"config key `models.{name}.bias`: {bias!r} is not defined; "
+                f"allowed values: none, {', '.join(biases)}."
+            )
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a YAML config file and validate it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}).") from exc
+    return validate_config(raw)
+
+
+def selected_celltypes(config: dict):
+    """The cell-type table restricted to the cell types in use (``celltypes_per_lineage``)."""
+    return read_celltypes(config["celltypes"], config.get("celltypes_per_lineage"))
+
+
+def model_catalogue(config: dict) -> dict[str, dict]:
+    """The model catalogue with ``single_lineage`` entries expanded to one model per lineage.
+
+    An entry ``M`` with ``targets: single_lineage`` becomes ``M.{lineage}`` for every lineage in
+    use, each with ``targets: "lineage:{lineage}"`` and ``ensemble: M``.
+    """
+    lineages = lineage_order(selected_celltypes(config))
+    out: dict[str, dict] = {}
+    for name, entry in config.get("models", {}).items():
+        entry = dict(entry)
+        if entry.get("targets") == "single_lineage":
+            for lin in lineages:
+                out[f"{name}.{lin}"] = {**entry, "targets": f"lineage:{lin}", "ensemble": name}
+        else:
+            out[name] = entry
+    return out
+
+
+def model_runs(config: dict) -> list[tuple[str, int]]:
+    """Every (model, seed) pair the catalogue asks to train."""
+    return [(m, s) for m, e in model_catalogue(config).items() for s in e["seeds"]]

@@ -1,0 +1,107 @@
+"""Small I/O helpers shared by every step: atomic writes, logging, the cell-type table."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+CELLTYPE_COLUMNS = ("celltype", "lineage", "organ")
+
+
+class InputError(ValueError):
+    """Bad input: the message names the file, the place and the fix."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+
+    The temporary name keeps the suffix of ``path`` so that libraries choosing a format by
+    extension (numpy, matplotlib, pysam) behave as for the final file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory next to ``path``; it replaces ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def setup_logging(log_path: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
+    """Log to stderr and, when given, to ``log_path`` (the rule's ``log:`` file)."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def read_celltypes(path: str | os.PathLike, per_lineage: int | None = None) -> pd.DataFrame:
+    """Read and validate the cell-type table (``celltype``, ``lineage``, ``organ``; TSV).
+
+    ``per_lineage=k`` keeps the first ``k`` cell types of each lineage in table order.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: cell-type table not found; set `celltypes:` in the config.")
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    missing = [c for c in CELLTYPE_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {missing}; the header must be "
+            f"{'<TAB>'.join(CELLTYPE_COLUMNS)}."
+        )
+    for i, row in enumerate(table.itertuples(index=False), start=2):
+        for col in ("celltype", "lineage"):
+            if not getattr(row, col).strip():
+                raise InputError(f"{path}, line {i}: empty `{col}`; fill it in or drop the line.")
+    dup = table["celltype"][table["celltype"].duplicated()]
+    if len(dup):
+        line = int(dup.index[0]) + 2
+        raise InputError(
+            f"{path}, line {line}: cell type {dup.iloc[0]!r} appears twice; keep one line."
+        )
+    if per_lineage is not None:
+        if per_lineage < 1:
+            raise InputError(f"celltypes_per_lineage must be >= 1 or null, got {per_lineage}.")
+        table = table.groupby("lineage", sort=False, group_keys=False).head(per_lineage)
+    return table.loc[:, list(CELLTYPE_COLUMNS)].reset_index(drop=True)
+
+
+def lineage_order(celltypes: pd.DataFrame) -> list[str]:
+    """Lineages in first-appearance order of the cell-type table."""
+    return list(dict.fromkeys(celltypes["lineage"]))

@@ -1,0 +1,58 @@
+"""Config validation, the facts every rule shares (cell types, model catalogue), wildcards."""
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+REPO = Path(workflow.basedir).parent
+# Scripts import the `bpaitac` package from this checkout, also inside --use-conda envs and on
+# cluster nodes (jobs inherit the environment of the Snakemake process that submits them).
+sys.path.insert(0, str(REPO))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+)
+
+from bpaitac.config import check_references, model_catalogue, selected_celltypes  # noqa: E402
+from bpaitac.io import lineage_order  # noqa: E402
+
+
+validate(config, "../schemas/config.schema.yaml")
+check_references(config)
+
+DATASET = config["dataset"]
+CELLTYPE_TABLE = selected_celltypes(config)
+SELECTED_CELLTYPES = list(CELLTYPE_TABLE["celltype"])
+LINEAGES = lineage_order(CELLTYPE_TABLE)
+CATALOGUE = model_catalogue(config)
+MODEL_RUNS = [(m, s) for m, entry in CATALOGUE.items() for s in entry["seeds"]]
+FIGURES = list(config["figures"])
+
+
+def _alternatives(names):
+    """A regex matching exactly one of `names`."""
+    return "|".join(re.escape(n) for n in names) or "$^"
+
+
+wildcard_constraints:
+    dataset=re.escape(DATASET),
+    celltype=_alternatives(SELECTED_CELLTYPES),
+    lineage=_alternatives(LINEAGES),
+    model=_alternatives(CATALOGUE),
+    bias_model=_alternatives(config["bias_models"]),
+    seed=r"\d+",
+    split="train|val|test",
+
+
+def all_targets():
+    """Everything `snakemake` builds by default: inputs, arrays, models, figures."""
+    targets = []
+    for family, fn in TARGET_FUNCTIONS.items():
+        targets.extend(fn())
+    return targets
+
+
+# Rule files register what `rule all` builds: TARGET_FUNCTIONS[family] = function returning paths.
+TARGET_FUNCTIONS = {}
