@@ -71,7 +71,8 @@ def validate_config(config: dict, schema_path: str | os.PathLike = SCHEMA) -> di
 def describe_error(err: Any) -> str:
     """A one-line, user-facing description of a jsonschema error with the allowed values."""
     if err.validator == "enum":
-        return f"{err.instance!r} is not allowed; allowed values: {', '.join(map(str, err.validator_value))}."
+        allowed = ", ".join(map(str, err.validator_value))
+        return f"{err.instance!r} is not allowed; allowed values: {allowed}."
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         return f"{err.message}; allowed keys: {', '.join(allowed)}."

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def fetch(url: str, dest: str | os.PathLike, *, gunzip: bool = False, retries: i
         except (OSError, EOFError) as exc:  # URLError is an OSError
             last_error = exc
             log.warning("download of %s failed (attempt %d/%d): %s", url, attempt, retries, exc)
+            permanent = isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500
+            if permanent or attempt == retries:
+                break
             time.sleep(min(2**attempt, 10))
     raise InputError(
         f"could not download {url} to {dest}: {last_error}. Check the URL in the `download:` "

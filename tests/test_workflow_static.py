@@ -81,7 +81,9 @@ def test_conda_envs_match_pyproject_pins():
             pypi = next((k for k, v in CONDA_NAMES.items() if v == name), name)
             if pypi in pins:
                 checked += 1
-                assert version == pins[pypi], f"{env.name}: {name}={version}, pyproject {pins[pypi]}"
+                assert version == pins[pypi], (
+                    f"{env.name}: {name}={version}, pyproject {pins[pypi]}"
+                )
     assert checked > 0
 
 
