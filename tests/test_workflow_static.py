@@ -90,7 +90,7 @@ def test_conda_envs_match_pyproject_pins():
 def test_every_rule_has_conda_and_log():
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
-        for block in re.split(r"\n(?=\s*rule )", text)[1:]:
+        for block in re.split(r"\n(?=[ \t]*rule )", text)[1:]:
             name = re.match(r"\s*rule (\w+)", block).group(1)
             if name == "all":
                 continue

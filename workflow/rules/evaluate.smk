@@ -1,0 +1,111 @@
+"""Evaluation on the test split: per-model tables, their summary and the Tn5 bias models.
+
+Tables (docs/contracts.md, bpaitac/metrics.py): results/{dataset}/eval/{model}/seed{seed}/
+per_ocr.tsv, per_target.tsv, per_lineage_ocr.tsv, per_lineage.tsv; eval/summary.tsv;
+eval/bias_models/{bias_model}/per_window.tsv and eval/bias_models/pairs.tsv (Figure S4).
+A single-lineage ensemble is evaluated as one model under its catalogue name.
+The input functions are bpaitac.metrics.*_paths (tested in tests/test_metrics.py).
+"""
+
+from bpaitac.metrics import (
+    LEVELS,
+    bias_eval_paths,
+    bias_set_paths,
+    eval_table_paths,
+    evaluated_models,
+    prediction_paths,
+)
+from bpaitac.plots import BIAS_COMPARISON, check_comparisons
+
+COMPARISONS = config.get("comparisons", {})
+EVAL_MODELS = evaluated_models(CATALOGUE)
+COMPARED_BIAS_MODELS = list(COMPARISONS.get(BIAS_COMPARISON, {}).values())
+check_comparisons(COMPARISONS, EVAL_MODELS, config["bias_models"], FIGURES)
+
+
+rule evaluate_model:
+    input:
+        predictions=lambda wc: prediction_paths(wc.dataset, wc.model, wc.seed, EVAL_MODELS),
+        celltypes=config["celltypes"],
+    output:
+        per_ocr="results/{dataset}/eval/{model}/seed{seed}/per_ocr.tsv",
+        per_target="results/{dataset}/eval/{model}/seed{seed}/per_target.tsv",
+        per_lineage_ocr="results/{dataset}/eval/{model}/seed{seed}/per_lineage_ocr.tsv",
+        per_lineage="results/{dataset}/eval/{model}/seed{seed}/per_lineage.tsv",
+    log:
+        "logs/{dataset}/evaluate/{model}/seed{seed}.log",
+    benchmark:
+        "benchmarks/{dataset}/evaluate/{model}/seed{seed}.tsv"
+    wildcard_constraints:
+        model=_alternatives(EVAL_MODELS),
+    conda:
+        "../../envs/evaluate.yaml"
+    params:
+        kind=lambda wc: EVAL_MODELS[wc.model]["kind"],
+        members=lambda wc: EVAL_MODELS[wc.model]["members"],
+        lineages=LINEAGES,
+    script:
+        "../../scripts/evaluate.py"
+
+
+rule evaluate_summary:
+    input:
+        unpack(
+            lambda wc: {
+                name: eval_table_paths(wc.dataset, level, EVAL_MODELS, EVAL_MODELS)
+                for level, name in LEVELS.items()
+            }
+        ),
+    output:
+        summary=report(
+            "results/{dataset}/eval/summary.tsv",
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
+    log:
+        "logs/{dataset}/evaluate/summary.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    params:
+        paper=COMPARISONS.get("paper_per_ocr_pearson_mean", {}),
+        labels={name: entry["label"] for name, entry in EVAL_MODELS.items()},
+    script:
+        "../../scripts/evaluate.py"
+
+
+rule evaluate_bias_model:
+    input:
+        unpack(lambda wc: bias_set_paths(wc.dataset)),
+        model="results/{dataset}/bias_models/{bias_model}/model.pt",
+    output:
+        per_window="results/{dataset}/eval/bias_models/{bias_model}/per_window.tsv",
+        predictions="results/{dataset}/eval/bias_models/{bias_model}/predictions.npz",
+    log:
+        "logs/{dataset}/evaluate/bias_models/{bias_model}.log",
+    benchmark:
+        "benchmarks/{dataset}/evaluate/bias_models/{bias_model}.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        device=config["device"],
+        batch_size=config.get("training", {}).get("eval_batch_size", 256),
+    script:
+        "../../scripts/evaluate_bias.py"
+
+
+rule compare_bias_models:
+    input:
+        predictions=lambda wc: bias_eval_paths(wc.dataset, COMPARED_BIAS_MODELS, "predictions.npz"),
+    output:
+        pairs="results/{dataset}/eval/bias_models/pairs.tsv",
+    log:
+        "logs/{dataset}/evaluate/bias_models/pairs.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    params:
+        bias_models=COMPARED_BIAS_MODELS,
+    script:
+        "../../scripts/evaluate_bias.py"
