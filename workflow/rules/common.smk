@@ -18,7 +18,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 from bpaitac.config import check_references, model_catalogue, selected_celltypes  # noqa: E402
 from bpaitac.io import lineage_order  # noqa: E402
 
-
 validate(config, "../schemas/config.schema.yaml")
 check_references(config)
 

@@ -1,47 +1,46 @@
 """Fetch the real inputs (source: download): mm10, the ImmGen OCR table, BAMs."""
 
-
 if config["source"] == "download":
 
     rule download_genome:
         output:
             file="resources/{dataset}/genome.fa",
             index="resources/{dataset}/genome.fa.fai",
-        params:
-            url=config["download"]["genome_url"],
         log:
             "logs/{dataset}/download/genome.log",
         benchmark:
             "benchmarks/{dataset}/download/genome.tsv"
+        retries: 2
         conda:
             "../../envs/preprocess.yaml"
-        retries: 2
+        params:
+            url=config["download"]["genome_url"],
         script:
             "../../scripts/download.py"
 
     rule download_ocr_table:
         output:
             file="resources/{dataset}/ocrs.csv",
-        params:
-            url=config["download"]["ocr_table_url"],
         log:
             "logs/{dataset}/download/ocrs.log",
+        retries: 2
         conda:
             "../../envs/preprocess.yaml"
-        retries: 2
+        params:
+            url=config["download"]["ocr_table_url"],
         script:
             "../../scripts/download.py"
 
     rule download_closed_pvalues:
         output:
             file="resources/{dataset}/closed_pvalues.tsv",
-        params:
-            url=config["download"]["closed_pvalues_url"],
         log:
             "logs/{dataset}/download/closed_pvalues.log",
+        retries: 2
         conda:
             "../../envs/preprocess.yaml"
-        retries: 2
+        params:
+            url=config["download"]["closed_pvalues_url"],
         script:
             "../../scripts/download.py"
 
@@ -49,17 +48,15 @@ if config["source"] == "download":
         output:
             file="resources/{dataset}/bams/{celltype}.bam",
             index="resources/{dataset}/bams/{celltype}.bam.bai",
-        params:
-            url=lambda wc: config["download"]["bam_url_template"].format(
-                celltype=wc.celltype
-            ),
         log:
             "logs/{dataset}/download/bam_{celltype}.log",
         benchmark:
             "benchmarks/{dataset}/download/bam_{celltype}.tsv"
+        retries: 2
         conda:
             "../../envs/preprocess.yaml"
-        retries: 2
+        params:
+            url=lambda wc: config["download"]["bam_url_template"].format(celltype=wc.celltype),
         script:
             "../../scripts/download.py"
 
@@ -67,27 +64,27 @@ if config["source"] == "download":
         output:
             file="resources/{dataset}/protein_free/{replicate}.bam",
             index="resources/{dataset}/protein_free/{replicate}.bam.bai",
+        log:
+            "logs/{dataset}/download/protein_free_{replicate}.log",
+        retries: 2
+        conda:
+            "../../envs/preprocess.yaml"
         params:
             url=lambda wc: config["download"]["protein_free_url_template"].format(
                 replicate=wc.replicate
             ),
-        log:
-            "logs/{dataset}/download/protein_free_{replicate}.log",
-        conda:
-            "../../envs/preprocess.yaml"
-        retries: 2
         script:
             "../../scripts/download.py"
 
     rule download_protein_free_regions:
         output:
             file="resources/{dataset}/protein_free/regions.bed",
-        params:
-            url=config["download"]["protein_free_regions_url"],
         log:
             "logs/{dataset}/download/protein_free_regions.log",
+        retries: 2
         conda:
             "../../envs/preprocess.yaml"
-        retries: 2
+        params:
+            url=config["download"]["protein_free_regions_url"],
         script:
             "../../scripts/download.py"
