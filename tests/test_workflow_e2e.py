@@ -1,0 +1,71 @@
+"""End to end: the whole workflow on the tiny simulated dataset, then the HTML report."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MPLBACKEND": "Agg"}
+    env.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".venv" / "numba-cache"))
+    cmd = [
+        "snakemake",
+        "--snakefile", str(ROOT / "workflow" / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(configfile),
+        "--cores", "2",
+        *args,
+    ]  # fmt: skip
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Run the tiny workflow once in a scratch directory; yield (workdir, config)."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    config = yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())
+    config["celltypes"] = str(ROOT / config["celltypes"])
+    configfile = workdir / "tiny.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = snakemake(workdir, configfile)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    return workdir, config, configfile
+
+
+@pytest.mark.slow
+def test_every_configured_figure_is_built(tiny_run):
+    workdir, config, _ = tiny_run
+    figures = workdir / "results" / config["dataset"] / "figures"
+    assert config["figures"], "the tiny config should build figures"
+    for name in config["figures"]:
+        for ext in ("pdf", "png"):
+            path = figures / f"{name}.{ext}"
+            assert path.exists() and path.stat().st_size > 1000, f"{path} missing or empty"
+    summary = workdir / "results" / config["dataset"] / "eval" / "summary.tsv"
+    assert summary.exists()
+
+
+@pytest.mark.slow
+def test_rerun_has_nothing_to_do(tiny_run):
+    workdir, _, configfile = tiny_run
+    proc = snakemake(workdir, configfile, "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_html_report_holds_every_figure(tiny_run):
+    workdir, config, configfile = tiny_run
+    report = workdir / "report.html"
+    proc = snakemake(workdir, configfile, "--report", str(report))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = report.read_text(errors="replace")
+    for name in config["figures"]:
+        assert f"{name}.png" in html, f"{name} is not in the report"

@@ -1,0 +1,173 @@
+"""From BAMs to training arrays (bpaitac.dataset, bpaitac.insertions; docs/contracts.md).
+
+prepare_ocrs -> count_insertions (one job per cell type, one pass over its BAM) ->
+assemble_dataset (per-split profile.npy, quantile-normalised counts.npy), plus the two Tn5-bias
+training sets. BAM indexes are not declared inputs: they come with the BAM (simulate/download
+rules), and a missing one is reported with the fix (or built when preprocess.index_missing).
+"""
+
+PREPROCESS_SPLITS = ["train", "val", "test"]
+PREPROCESS_BIAS_SET_SPLITS = {
+    "protein_free": ["train", "val"],
+    "closed_ocrs": ["train", "val", "test"],
+}
+PREPROCESS_SPLIT_FILES = ["seq.npy", "ocrs.tsv", "profile.npy", "counts.npy", "celltypes.txt"]
+PREPROCESS_BIAS_SET_FILES = ["seq.npy", "profile.npy", "windows.tsv"]
+# Protein-free DNA replicates: named where the inputs come from (simulate: or download:).
+PREPROCESS_PROTEIN_FREE_REPLICATES = config[
+    "simulate" if config["source"] == "simulate" else "download"
+].get("protein_free_replicates", [])
+
+TARGET_FUNCTIONS["preprocess"] = lambda: expand(
+    "results/{dataset}/data/{split}/{name}",
+    dataset=DATASET,
+    split=PREPROCESS_SPLITS,
+    name=PREPROCESS_SPLIT_FILES,
+) + [
+    f"results/{DATASET}/data/bias_sets/{kind}/{split}/{name}"
+    for kind, splits in PREPROCESS_BIAS_SET_SPLITS.items()
+    for split in splits
+    for name in PREPROCESS_BIAS_SET_FILES
+]
+
+
+rule prepare_ocrs:
+    input:
+        table="resources/{dataset}/ocrs.csv",
+        genome="resources/{dataset}/genome.fa",
+        fai="resources/{dataset}/genome.fa.fai",
+    output:
+        ocrs="results/{dataset}/data/ocrs_all.tsv",
+        seq=expand("results/{{dataset}}/data/{split}/seq.npy", split=PREPROCESS_SPLITS),
+        ocrs_split=expand("results/{{dataset}}/data/{split}/ocrs.tsv", split=PREPROCESS_SPLITS),
+    log:
+        "logs/{dataset}/preprocess/prepare_ocrs.log",
+    benchmark:
+        "benchmarks/{dataset}/preprocess/prepare_ocrs.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    params:
+        preprocess=config["preprocess"],
+        celltypes=SELECTED_CELLTYPES,
+        splits=PREPROCESS_SPLITS,
+    script:
+        "../../scripts/preprocess.py"
+
+
+rule count_insertions:
+    input:
+        bam="resources/{dataset}/bams/{celltype}.bam",
+        ocrs="results/{dataset}/data/ocrs_all.tsv",
+        genome="resources/{dataset}/genome.fa",
+        fai="resources/{dataset}/genome.fa.fai",
+    output:
+        insertions="results/{dataset}/data/insertions/{celltype}.npy",
+    log:
+        "logs/{dataset}/preprocess/insertions_{celltype}.log",
+    benchmark:
+        "benchmarks/{dataset}/preprocess/insertions_{celltype}.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: min(config["threads"], 4)
+    params:
+        preprocess=config["preprocess"],
+        splits=PREPROCESS_SPLITS,
+    script:
+        "../../scripts/preprocess.py"
+
+
+rule assemble_dataset:
+    input:
+        ocrs="results/{dataset}/data/ocrs_all.tsv",
+        insertions=expand(
+            "results/{{dataset}}/data/insertions/{celltype}.npy", celltype=SELECTED_CELLTYPES
+        ),
+    output:
+        profile=expand("results/{{dataset}}/data/{split}/profile.npy", split=PREPROCESS_SPLITS),
+        counts=expand("results/{{dataset}}/data/{split}/counts.npy", split=PREPROCESS_SPLITS),
+        celltypes=expand("results/{{dataset}}/data/{split}/celltypes.txt", split=PREPROCESS_SPLITS),
+    log:
+        "logs/{dataset}/preprocess/assemble_dataset.log",
+    benchmark:
+        "benchmarks/{dataset}/preprocess/assemble_dataset.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    params:
+        preprocess=config["preprocess"],
+        celltypes=SELECTED_CELLTYPES,
+        splits=PREPROCESS_SPLITS,
+    script:
+        "../../scripts/preprocess.py"
+
+
+rule bias_set_closed_ocrs:
+    input:
+        ocrs="results/{dataset}/data/ocrs_all.tsv",
+        pvalues="resources/{dataset}/closed_pvalues.tsv",
+        insertions=expand(
+            "results/{{dataset}}/data/insertions/{celltype}.npy", celltype=SELECTED_CELLTYPES
+        ),
+        genome="resources/{dataset}/genome.fa",
+        fai="resources/{dataset}/genome.fa.fai",
+    output:
+        seq=expand(
+            "results/{{dataset}}/data/bias_sets/closed_ocrs/{split}/seq.npy",
+            split=PREPROCESS_BIAS_SET_SPLITS["closed_ocrs"],
+        ),
+        profile=expand(
+            "results/{{dataset}}/data/bias_sets/closed_ocrs/{split}/profile.npy",
+            split=PREPROCESS_BIAS_SET_SPLITS["closed_ocrs"],
+        ),
+        windows=expand(
+            "results/{{dataset}}/data/bias_sets/closed_ocrs/{split}/windows.tsv",
+            split=PREPROCESS_BIAS_SET_SPLITS["closed_ocrs"],
+        ),
+    log:
+        "logs/{dataset}/preprocess/bias_set_closed_ocrs.log",
+    benchmark:
+        "benchmarks/{dataset}/preprocess/bias_set_closed_ocrs.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    params:
+        preprocess=config["preprocess"],
+        celltypes=SELECTED_CELLTYPES,
+        splits=PREPROCESS_BIAS_SET_SPLITS["closed_ocrs"],
+    script:
+        "../../scripts/preprocess.py"
+
+
+rule bias_set_protein_free:
+    input:
+        regions="resources/{dataset}/protein_free/regions.bed",
+        bams=expand(
+            "resources/{{dataset}}/protein_free/{replicate}.bam",
+            replicate=PREPROCESS_PROTEIN_FREE_REPLICATES,
+        ),
+        genome="resources/{dataset}/genome.fa",
+        fai="resources/{dataset}/genome.fa.fai",
+    output:
+        seq=expand(
+            "results/{{dataset}}/data/bias_sets/protein_free/{split}/seq.npy",
+            split=PREPROCESS_BIAS_SET_SPLITS["protein_free"],
+        ),
+        profile=expand(
+            "results/{{dataset}}/data/bias_sets/protein_free/{split}/profile.npy",
+            split=PREPROCESS_BIAS_SET_SPLITS["protein_free"],
+        ),
+        windows=expand(
+            "results/{{dataset}}/data/bias_sets/protein_free/{split}/windows.tsv",
+            split=PREPROCESS_BIAS_SET_SPLITS["protein_free"],
+        ),
+    log:
+        "logs/{dataset}/preprocess/bias_set_protein_free.log",
+    benchmark:
+        "benchmarks/{dataset}/preprocess/bias_set_protein_free.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: min(config["threads"], 4)
+    params:
+        preprocess=config["preprocess"],
+        splits=PREPROCESS_BIAS_SET_SPLITS["protein_free"],
+        seed=config["seed"],
+    script:
+        "../../scripts/preprocess.py"
