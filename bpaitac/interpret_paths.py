@@ -1,0 +1,218 @@
+"""Which models the interpretation compares, and the paths of its rules' inputs and outputs.
+
+Torch-free on purpose: ``workflow/rules/interpret.smk`` imports it at parse time and calls
+:class:`InterpretPaths` from its input functions (docs/contracts.md has the file layout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from bpaitac.config import ConfigError
+
+FIGURES = ("fig3a", "fig3b", "fig3c", "fig3d", "figS5", "figS6", "figS7")
+"""The figures the interpretation rules draw."""
+
+RUN_FILE = "results/{dataset}/models/{model}/seed{seed}/{name}"
+TEST_FILE = "results/{dataset}/data/test/{name}"
+INTERPRET_FILE = "results/{dataset}/interpret/{name}"
+TRUTH_FILE = "resources/{dataset}/truth/{name}"
+FIGURE_FILE = "results/{dataset}/figures/{figure}.{ext}"
+
+
+def interpret_models(config: Mapping[str, Any], catalogue: Mapping[str, Any]) -> dict[str, str]:
+    """Role -> catalogue model name (``reference``, ``profile``, and ``nobias`` when set).
+
+    Raises :class:`ConfigError` when a named model is not in the catalogue.
+    """
+    icfg = config.get("interpret") or {}
+    roles = {
+        "reference": icfg.get("reference_model", "aitac"),
+        "profile": icfg.get("profile_model", "bpaitac"),
+    }
+    if icfg.get("nobias_model"):
+        roles["nobias"] = icfg["nobias_model"]
+    for role, name in roles.items():
+        if name not in catalogue:
+            raise ConfigError(
+                f"config key `interpret.{role}_model`: {name!r} is not in the model catalogue; "
+                f"allowed values: {', '.join(catalogue) or '(no models defined)'}."
+            )
+    if roles["reference"] == roles["profile"]:
+        raise ConfigError(
+            "config keys `interpret.reference_model` and `profile_model` must differ."
+        )
+    return roles
+
+
+def model_labels(roles: Mapping[str, str], catalogue: Mapping[str, Any]) -> dict[str, str]:
+    """Role -> display label (the catalogue entry's ``label``, else its name)."""
+    return {role: str(catalogue[name].get("label", name)) for role, name in roles.items()}
+
+
+def attribution_seed(entry: Mapping[str, Any], seed: int | None) -> int:
+    """The seed whose trained model is interpreted: ``seed`` or the entry's first seed."""
+    seeds = [int(s) for s in entry["seeds"]]
+    if seed is None:
+        return seeds[0]
+    if int(seed) not in seeds:
+        raise ConfigError(
+            f"config key `interpret.seed`: {seed} is not a trained seed; allowed values: "
+            f"{', '.join(map(str, seeds))}."
+        )
+    return int(seed)
+
+
+class InterpretPaths:
+    """Input functions and default targets of the interpretation rules for one config."""
+
+    def __init__(self, config: Mapping[str, Any], catalogue: Mapping[str, Any]) -> None:
+        self.config = config
+        self.catalogue = catalogue
+        self.icfg = config.get("interpret") or {}
+
+    # -- models ----------------------------------------------------------------------------
+
+    def roles(self) -> dict[str, str]:
+        """Role -> catalogue model (validated on every call, so errors name the config key)."""
+        return interpret_models(self.config, self.catalogue)
+
+    def labels(self) -> dict[str, str]:
+        """Role -> display label of the model."""
+        return model_labels(self.roles(), self.catalogue)
+
+    def run_file(self, dataset: str, model: str, name: str, seed: int | None = None) -> str:
+        """A file of a trained run; ``seed`` None = the seed that is interpreted."""
+        if seed is None:
+            seed = attribution_seed(self.catalogue[model], self.icfg.get("seed"))
+        return RUN_FILE.format(dataset=dataset, model=model, seed=seed, name=name)
+
+    def interpret_file(self, dataset: str, name: str) -> str:
+        return INTERPRET_FILE.format(dataset=dataset, name=name)
+
+    def test_file(self, dataset: str, name: str) -> str:
+        return TEST_FILE.format(dataset=dataset, name=name)
+
+    # -- input functions (wildcards -> named inputs) ---------------------------------------
+
+    def regions_inputs(self, wildcards: Any) -> dict[str, list[str]]:
+        """Predictions of every seed of the reference and profile models."""
+        roles = self.roles()
+        return {
+            role: [
+                self.run_file(wildcards.dataset, roles[role], "predictions_test.npz", seed)
+                for seed in self.catalogue[roles[role]]["seeds"]
+            ]
+            for role in ("reference", "profile")
+        }
+
+    def attribution_inputs(self, wildcards: Any) -> dict[str, str]:
+        """Model, its predictions, the regions and the test split of one interpreted model."""
+        if wildcards.model not in self.roles().values():
+            raise ValueError(
+                f"attributions/{wildcards.model}.npz: {wildcards.model} is not one of the models "
+                "named in config `interpret:` (reference_model, profile_model, nobias_model)."
+            )
+        d = wildcards.dataset
+        return {
+            "model": self.run_file(d, wildcards.model, "model.pt"),
+            "predictions": self.run_file(d, wildcards.model, "predictions_test.npz"),
+            "regions": self.interpret_file(d, "regions.tsv"),
+            "seq": self.test_file(d, "seq.npy"),
+            "ocrs": self.test_file(d, "ocrs.tsv"),
+        }
+
+    def role_attributions(self, roles: Sequence[str]) -> Callable[[Any], dict[str, str]]:
+        """Input function: role -> attribution npz of that role's model."""
+
+        def inputs(wildcards: Any) -> dict[str, str]:
+            models = self.roles()
+            for role in roles:
+                if role not in models:
+                    raise ValueError(
+                        f"config key `interpret.{role}_model` is not set; it is needed here "
+                        f"(Figure S7 needs the profile model trained without the bias model)."
+                    )
+            return {
+                role: self.interpret_file(wildcards.dataset, f"attributions/{models[role]}.npz")
+                for role in roles
+            }
+
+        return inputs
+
+    def insertion_inputs(self, wildcards: Any) -> dict[str, str]:
+        """Clusters, the test sequences and both models (+ predictions for the task names)."""
+        d, roles = wildcards.dataset, self.roles()
+        out = {
+            "clusters": self.interpret_file(d, "clusters.tsv"),
+            "seq": self.test_file(d, "seq.npy"),
+        }
+        for role in ("reference", "profile"):
+            out[f"model_{role}"] = self.run_file(d, roles[role], "model.pt")
+            out[f"predictions_{role}"] = self.run_file(d, roles[role], "predictions_test.npz")
+        return out
+
+    def truth_inputs(self, wildcards: Any) -> dict[str, str]:
+        """Insertion inputs plus cluster motifs, their effects and the planted truth."""
+        d = wildcards.dataset
+        return {
+            **self.insertion_inputs(wildcards),
+            "meme": self.interpret_file(d, "clusters.meme"),
+            "effects": self.interpret_file(d, "insertion_effects.tsv"),
+            "truth_meme": TRUTH_FILE.format(dataset=d, name="motifs.meme"),
+            "activity": TRUTH_FILE.format(dataset=d, name="activity.tsv"),
+        }
+
+    def figure_inputs(self, figure: str) -> Callable[[Any], dict[str, str]]:
+        """Input function of one figure rule (the named inputs :func:`run_figure` reads)."""
+        if figure not in FIGURES:
+            raise ValueError(f"{figure!r} is not an interpretation figure ({', '.join(FIGURES)}).")
+
+        def inputs(wildcards: Any) -> dict[str, str]:
+            d = wildcards.dataset
+            if figure == "fig3a":
+                return {"regions": self.interpret_file(d, "regions.tsv")}
+            if figure in ("fig3b", "figS5"):
+                return self.role_attributions(("reference", "profile"))(wildcards)
+            if figure == "figS7":
+                return self.role_attributions(("profile", "nobias"))(wildcards)
+            tomtom = {"tomtom": self.interpret_file(d, "tomtom_jaspar.tsv")}
+            if figure == "fig3c":
+                return {
+                    "effects": self.interpret_file(d, "insertion_effects.tsv"),
+                    "stats": self.interpret_file(d, "insertion_stats.tsv"),
+                    "clusters": self.interpret_file(d, "clusters.tsv"),
+                    **tomtom,
+                }
+            if figure == "fig3d":
+                return {"footprints": self.interpret_file(d, "footprints.npz"), **tomtom}
+            return {
+                "clusters": self.interpret_file(d, "clusters.tsv"),
+                "cwms": self.interpret_file(d, "cluster_cwms.npz"),
+                **tomtom,
+            }
+
+        return inputs
+
+    # -- default targets -------------------------------------------------------------------
+
+    def targets(self, dataset: str, figures: Iterable[str]) -> list[str]:
+        """Requested interpretation figures (PDF + PNG) and, when simulated, the truth table."""
+        wanted = [f for f in figures if f in FIGURES]
+        if not wanted:
+            return []
+        roles = self.roles()
+        if "figS7" in wanted and "nobias" not in roles:
+            raise ConfigError(
+                "figS7 needs config key `interpret.nobias_model` (the profile model trained "
+                "without the bias model); set it or drop figS7 from `figures`."
+            )
+        out = [
+            FIGURE_FILE.format(dataset=dataset, figure=f, ext=ext)
+            for f in wanted
+            for ext in ("pdf", "png")
+        ]
+        if self.config.get("source") == "simulate":
+            out.append(self.interpret_file(dataset, "truth_recovery.tsv"))
+        return out

@@ -1,0 +1,194 @@
+"""Interpretation (Figures 3a-d, S5-S7): regions -> DeepSHAP -> seqlets -> clusters -> TomTom
+-> motif insertion and deep footprints, plus the truth table on simulated data.
+
+Which models are compared, and every threshold, come from the config's `interpret:` block
+(workflow/schemas/interpret.schema.yaml); input functions live in bpaitac/interpret_paths.py,
+the steps in bpaitac/interpret.py.
+"""
+
+from bpaitac.interpret_paths import FIGURES as INTERPRET_FIGURES
+from bpaitac.interpret_paths import InterpretPaths
+
+INTERPRET = config.get("interpret", {})
+INTERPRET_PATHS = InterpretPaths(config, CATALOGUE)
+TARGET_FUNCTIONS["interpret"] = lambda: INTERPRET_PATHS.targets(DATASET, FIGURES)
+
+
+rule interpret_regions:
+    input:
+        unpack(INTERPRET_PATHS.regions_inputs),
+    output:
+        regions="results/{dataset}/interpret/regions.tsv",
+    log:
+        "logs/{dataset}/interpret/regions.log",
+    conda:
+        "../../envs/interpret.yaml"
+    params:
+        criteria=INTERPRET.get("regions", {}),
+    script:
+        "../../scripts/interpret_regions.py"
+
+
+rule interpret_attributions:
+    input:
+        unpack(INTERPRET_PATHS.attribution_inputs),
+    output:
+        attributions="results/{dataset}/interpret/attributions/{model}.npz",
+    log:
+        "logs/{dataset}/interpret/attributions_{model}.log",
+    benchmark:
+        "benchmarks/{dataset}/interpret/attributions_{model}.tsv"
+    conda:
+        "../../envs/interpret.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        deepshap=INTERPRET.get("deepshap", {}),
+        seed=config["seed"],
+        device=config["device"],
+        lineages=LINEAGES,
+    script:
+        "../../scripts/interpret_attributions.py"
+
+
+rule interpret_seqlets:
+    input:
+        unpack(INTERPRET_PATHS.role_attributions(("reference", "profile"))),
+    output:
+        seqlets="results/{dataset}/interpret/seqlets.tsv",
+    log:
+        "logs/{dataset}/interpret/seqlets.log",
+    conda:
+        "../../envs/interpret.yaml"
+    params:
+        models=lambda wc: INTERPRET_PATHS.roles(),
+        seqlets=INTERPRET.get("seqlets", {}),
+    script:
+        "../../scripts/interpret_seqlets.py"
+
+
+rule interpret_clusters:
+    input:
+        unpack(INTERPRET_PATHS.role_attributions(("reference", "profile"))),
+        seqlets="results/{dataset}/interpret/seqlets.tsv",
+    output:
+        seqlets="results/{dataset}/interpret/seqlet_clusters.tsv",
+        clusters="results/{dataset}/interpret/clusters.tsv",
+        meme="results/{dataset}/interpret/clusters.meme",
+        cwms="results/{dataset}/interpret/cluster_cwms.npz",
+    log:
+        "logs/{dataset}/interpret/clusters.log",
+    benchmark:
+        "benchmarks/{dataset}/interpret/clusters.tsv"
+    conda:
+        "../../envs/interpret.yaml"
+    threads: config["threads"]
+    params:
+        models=lambda wc: INTERPRET_PATHS.roles(),
+        clustering=INTERPRET.get("clustering", {}),
+        max_insert=INTERPRET.get("insertion", {}).get("max_motifs", 36),
+    script:
+        "../../scripts/interpret_clusters.py"
+
+
+rule interpret_tomtom:
+    input:
+        meme="results/{dataset}/interpret/clusters.meme",
+    output:
+        tomtom="results/{dataset}/interpret/tomtom_jaspar.tsv",
+    log:
+        "logs/{dataset}/interpret/tomtom_jaspar.log",
+    benchmark:
+        "benchmarks/{dataset}/interpret/tomtom_jaspar.tsv"
+    conda:
+        "../../envs/interpret.yaml"
+    threads: config["threads"]
+    params:
+        tomtom=INTERPRET.get("tomtom", {}),
+    script:
+        "../../scripts/interpret_tomtom.py"
+
+
+rule interpret_insertion:
+    input:
+        unpack(INTERPRET_PATHS.insertion_inputs),
+    output:
+        effects="results/{dataset}/interpret/insertion_effects.tsv",
+        stats="results/{dataset}/interpret/insertion_stats.tsv",
+        footprints="results/{dataset}/interpret/footprints.npz",
+    log:
+        "logs/{dataset}/interpret/insertion.log",
+    benchmark:
+        "benchmarks/{dataset}/interpret/insertion.tsv"
+    conda:
+        "../../envs/interpret.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        models=lambda wc: INTERPRET_PATHS.roles(),
+        insertion=INTERPRET.get("insertion", {}),
+        seed=config["seed"],
+        device=config["device"],
+        lineages=LINEAGES,
+    script:
+        "../../scripts/interpret_insertion.py"
+
+
+if config["source"] == "simulate":
+
+    rule interpret_truth:
+        input:
+            unpack(INTERPRET_PATHS.truth_inputs),
+        output:
+            truth=report(
+                "results/{dataset}/interpret/truth_recovery.tsv",
+                caption="../report/truth_recovery.rst",
+                category="Interpretation vs simulated truth",
+            ),
+        log:
+            "logs/{dataset}/interpret/truth_recovery.log",
+        benchmark:
+            "benchmarks/{dataset}/interpret/truth_recovery.tsv"
+        conda:
+            "../../envs/interpret.yaml"
+        threads: config["threads"]
+        resources:
+            gpu=1 if config["device"] == "cuda" else 0,
+        params:
+            models=lambda wc: INTERPRET_PATHS.roles(),
+            insertion=INTERPRET.get("insertion", {}),
+            tomtom=INTERPRET.get("tomtom", {}),
+            seed=config["seed"],
+            device=config["device"],
+            lineages=LINEAGES,
+        script:
+            "../../scripts/interpret_truth.py"
+
+
+for _figure in INTERPRET_FIGURES:
+
+    rule:
+        name:
+            f"figure_{_figure}"
+        input:
+            unpack(INTERPRET_PATHS.figure_inputs(_figure)),
+        output:
+            pdf=f"results/{{dataset}}/figures/{_figure}.pdf",
+            png=report(
+                f"results/{{dataset}}/figures/{_figure}.png",
+                caption=f"../report/{_figure}.rst",
+                category="Figure 3" if _figure.startswith("fig3") else "Supplementary figures",
+            ),
+        log:
+            f"logs/{{dataset}}/figures/{_figure}.log",
+        conda:
+            "../../envs/interpret.yaml"
+        params:
+            figure=_figure,
+            models=lambda wc: INTERPRET_PATHS.labels(),
+            lineages=LINEAGES,
+            options=INTERPRET.get("figures", {}),
+        script:
+            "../../scripts/interpret_figure.py"
