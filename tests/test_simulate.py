@@ -453,6 +453,7 @@ def test_output_layout_lists_every_written_file(sim):
 
 def test_schema_defaults_match_the_package():
     schema = yaml.safe_load((ROOT / "workflow/schemas/simulate.schema.yaml").read_text())
+    schema = schema["$defs"]["simulate"]
     assert schema["additionalProperties"] is False
     props = schema["properties"]
     assert all("default" in p and "description" in p for p in props.values())

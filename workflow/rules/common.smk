@@ -11,8 +11,8 @@ REPO = Path(workflow.basedir).parent
 # Scripts import the `bpaitac` package from this checkout, also inside --use-conda envs and on
 # cluster nodes (jobs inherit the environment of the Snakemake process that submits them).
 sys.path.insert(0, str(REPO))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
 )
 
 from bpaitac.config import check_references, model_catalogue, selected_celltypes  # noqa: E402
@@ -53,5 +53,6 @@ def all_targets():
     return targets
 
 
-# Rule files register what `rule all` builds: TARGET_FUNCTIONS[family] = function returning paths.
+# Every .smk file registers its default targets (what the `all` target builds) in
+# TARGET_FUNCTIONS[family] = a function returning paths.
 TARGET_FUNCTIONS = {}
