@@ -1,0 +1,149 @@
+"""Training throughput of bpAI-TAC: sequences/s of a full training step, per device and mode.
+
+A step is what ``bpaitac.train.fit`` runs per batch: batch gather from arrays preloaded on the
+device, one-hot encoding, forward, composite loss (MSE + CE, lambda 0.5, bias logits), backward,
+Adam. Default: the paper-scale network (F=300, D=9, 90 tasks, ~4.1 M parameters), batch 64.
+
+Modes: on CPU ``fp32`` eager (the only CPU mode of the trainer); on CUDA the plain baseline
+``fp32`` eager (TF32 off), ``tf32`` (PyTorch's default for convolutions, i.e. `training.amp:
+false`), ``bf16`` (`training.amp: true`) and ``bf16+compile`` (`amp` and `compile: true`), all
+in the same run. The epoch estimate is for the paper's 267,237 training OCRs (the paper: ~10
+min per epoch on an A40, ~450 sequences/s; target on an H100: under one minute).
+
+    python benchmarks/train_throughput.py                       # paper scale, CPU (+ GPU)
+    python benchmarks/train_throughput.py --filters 32 --blocks 3 --tasks 29   # demo arch
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from bpaitac.losses import model_loss
+from bpaitac.models import ModelSpec, build_model, count_parameters
+from bpaitac.train import BatchSource, SplitArrays, make_optimiser, train_step
+
+PAPER_TRAIN_OCRS = 267_237
+CUDA_MODES = ("fp32", "tf32", "bf16", "bf16+compile")
+
+
+def random_source(n: int, tasks: int, device: torch.device, seed: int = 0) -> BatchSource:
+    """Random arrays in the contract's dtypes, preloaded on ``device``."""
+    rng = np.random.default_rng(seed)
+    split = SplitArrays(
+        seq=rng.integers(0, 4, size=(n, 1000), dtype=np.uint8),
+        profile=rng.poisson(0.3, size=(n, tasks, 250)).astype(np.uint16),
+        counts=rng.gamma(2.0, 30.0, size=(n, tasks)).astype(np.float32),
+        bias=rng.normal(size=(n, 250)).astype(np.float32),
+        celltypes=[f"t{i}" for i in range(tasks)],
+        peak_ids=None,
+        source="random",
+    )
+    return BatchSource(split, None, device, preload=True)
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """Temporarily allow/forbid TF32 in cuDNN convolutions and matmuls."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def measure(
+    spec: ModelSpec,
+    source: BatchSource,
+    mode: str,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+) -> float:
+    """Sequences per second of ``steps`` timed training steps after ``warmup`` steps."""
+    device = source.device
+    torch.manual_seed(0)
+    model = build_model(spec).to(device)
+    step_model = torch.compile(model) if mode.endswith("compile") else model
+    optimiser = make_optimiser(model, 1e-3)
+    amp = mode.startswith("bf16")
+
+    def loss_fn(logits, log_counts, batch):
+        return model_loss("composite_ce", 0.5, logits, log_counts, batch.profile, batch.counts)
+
+    order = np.random.default_rng(1).permutation(len(source))
+    n_batches = len(order) // batch_size
+
+    def run(n: int, offset: int) -> None:
+        for i in range(n):
+            j = (offset + i) % n_batches
+            batch = source.take(order[j * batch_size : (j + 1) * batch_size])
+            loss = train_step(step_model, optimiser, batch, loss_fn, amp=amp)
+        float(loss)  # wait for the device
+
+    with tf32(mode != "fp32") if device.type == "cuda" else contextlib.nullcontext():
+        run(warmup, 0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        run(steps, warmup)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+    return steps * batch_size / seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--filters", type=int, default=300)
+    ap.add_argument("--blocks", type=int, default=9)
+    ap.add_argument("--tasks", type=int, default=90)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--cpu-steps", type=int, default=3, help="timed steps on CPU")
+    ap.add_argument("--gpu-steps", type=int, default=50, help="timed steps on CUDA")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--skip-cpu", action="store_true", help="measure CUDA only")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    spec = ModelSpec(args.filters, args.blocks, "conv", args.tasks)
+    n_params = count_parameters(build_model(spec))
+    print(
+        f"bpAI-TAC F={args.filters} D={args.blocks} tasks={args.tasks} ({n_params:,} parameters),"
+        f" batch {args.batch_size}, torch {torch.__version__}"
+    )
+    rows: list[tuple[str, str, float]] = []
+    if not args.skip_cpu:
+        cpu = torch.device("cpu")
+        print(f"cpu: {platform.processor() or platform.machine()}, {args.threads} threads")
+        source = random_source(args.batch_size * 4, args.tasks, cpu)
+        rows.append(
+            ("cpu", "fp32", measure(spec, source, "fp32", args.batch_size, args.cpu_steps, 1))
+        )
+    if torch.cuda.is_available():
+        gpu = torch.device("cuda")
+        print(f"cuda: {torch.cuda.get_device_name(gpu)}")
+        source = random_source(args.batch_size * 32, args.tasks, gpu)
+        for mode in CUDA_MODES:
+            warmup = 10 if mode.endswith("compile") else 3
+            sps = measure(spec, source, mode, args.batch_size, args.gpu_steps, warmup)
+            rows.append(("cuda", mode, sps))
+    else:
+        print("cuda: no CUDA device visible; CPU only")
+    base = {dev: sps for dev, mode, sps in rows if mode == "fp32"}
+    print(f"\n{'device':<6} {'mode':<13} {'seq/s':>9} {'vs fp32':>8} {'min/epoch*':>11}")
+    for dev, mode, sps in rows:
+        epoch_min = PAPER_TRAIN_OCRS / sps / 60
+        print(f"{dev:<6} {mode:<13} {sps:>9.1f} {sps / base[dev]:>7.2f}x {epoch_min:>11.1f}")
+    print(f"* one epoch of the paper's {PAPER_TRAIN_OCRS:,} training OCRs at this speed")
+
+
+if __name__ == "__main__":
+    main()

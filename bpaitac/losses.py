@@ -1,0 +1,202 @@
+"""Training objectives of bpAI-TAC and its loss ablations (paper Methods, "Loss ablations").
+
+Notation per track (one OCR x one task): observed insertions ``k_i`` over the ``d`` (binned)
+profile positions with ``n = sum_i k_i``; observed quantile-normalised total ``N``; predicted
+logits ``z_i`` with ``p_i = softmax(z)_i``; predicted accessibility ``a = log(1 + N_hat)``.
+
+- ``composite_ce``:   ``(1 - lambda) * MSE(a, log(1 + N)) + lambda * CE``,
+  ``CE = -sum_i (k_i / n) log p_i`` (every track weighted equally).
+- ``composite_mnll``: ``(1 - lambda) * MSE(a, log(1 + N)) + lambda * MNLL``,
+  ``MNLL = -log Mult(k | n, p) = -log(n! / prod k_i!) - sum_i k_i log p_i = const + n * CE``.
+- ``poisson`` / ``mse``: act on per-base counts. Predicted rate ``r_i = p_i * exp(a)`` and target
+  ``y_i = (k_i / n) * (1 + N)`` (uniform shape when ``n = 0``). Both use ``1 + total`` so that
+  ``a`` keeps exactly the meaning of the composite losses' accessibility output (``log(1 + N)``)
+  with no clamping; the per-base totals are on the quantile-normalised scale of ``counts.npy``,
+  so predictions of every loss are comparable across cell types.
+
+Tracks with no observed insertions (``n = 0``) have an undefined observed profile; the profile
+losses give them zero weight and average over the tracks with ``n > 0``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+LOSSES = ("composite_ce", "composite_mnll", "poisson", "mse")
+PROFILE_LOSSES = ("ce", "mnll", "jsd")
+
+
+def _real(x: torch.Tensor) -> torch.Tensor:
+    """Compute in at least float32 (bf16/fp16 autocast outputs and integer counts are upcast)."""
+    if x.dtype in (torch.float32, torch.float64):
+        return x
+    return x.float()
+
+
+def bin_profile(profile: torch.Tensor, bin_size: int) -> torch.Tensor:
+    """Sum values (..., L) within bins of ``bin_size`` -> (..., L // bin_size).
+
+    When ``bin_size`` does not divide ``L`` (20 bp bins of the 250 bp window) the bins cover the
+    central ``(L // bin_size) * bin_size`` positions and the few edge positions left over on
+    either side are dropped; the model bins its logits the same way.
+    """
+    if bin_size == 1:
+        return profile
+    length = profile.shape[-1]
+    n_bins = length // bin_size
+    if n_bins < 1:
+        raise ValueError(f"bin size {bin_size} is longer than the profile ({length}).")
+    start = (length - n_bins * bin_size) // 2
+    core = profile[..., start : start + n_bins * bin_size]
+    return core.reshape(*profile.shape[:-1], n_bins, bin_size).sum(-1)
+
+
+def match_bins(profile: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Bin the observed ``profile`` to the length of the (already binned) ``logits``."""
+    length, out = profile.shape[-1], logits.shape[-1]
+    bin_size = length // out if out else 0
+    if bin_size < 1 or length // bin_size != out:
+        raise ValueError(f"profile length {length} cannot be binned to {out} positions.")
+    return bin_profile(_real(profile), bin_size)
+
+
+def _reduce(per_track: torch.Tensor, weight: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "none":
+        return per_track
+    if reduction == "mean":
+        return (per_track * weight).sum() / weight.sum().clamp(min=1.0)
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}.")
+
+
+def profile_ce(logits: torch.Tensor, obs: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of the observed profile shape ``k / n`` against ``softmax(logits)``."""
+    obs = match_bins(obs, logits)
+    n = obs.sum(-1)
+    nonzero = (n > 0).to(logits.dtype)
+    logp = F.log_softmax(_real(logits), dim=-1)
+    ce = -(obs * logp).sum(-1) / n.clamp(min=1.0)
+    return _reduce(ce, nonzero, reduction)
+
+
+def multinomial_log_coef(obs: torch.Tensor) -> torch.Tensor:
+    """``log(n! / prod_i k_i!)`` per track (the observation-only constant of the MNLL)."""
+    obs = _real(obs)
+    return torch.lgamma(obs.sum(-1) + 1) - torch.lgamma(obs + 1).sum(-1)
+
+
+def profile_mnll(logits: torch.Tensor, obs: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Multinomial negative log-likelihood ``-log Mult(k | n, softmax(logits))`` (full NLL)."""
+    obs = match_bins(obs, logits)
+    n = obs.sum(-1)
+    logp = F.log_softmax(_real(logits), dim=-1)
+    nll = -multinomial_log_coef(obs) - (obs * logp).sum(-1)
+    return _reduce(nll, (n > 0).to(logits.dtype), reduction)
+
+
+def profile_jsd(logits: torch.Tensor, obs: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) of ``softmax(logits)`` and ``k / n``."""
+    obs = match_bins(obs, logits)
+    n = obs.sum(-1, keepdim=True)
+    q = obs / n.clamp(min=1.0)
+    logp = F.log_softmax(_real(logits), dim=-1)
+    p = logp.exp()
+    m = 0.5 * (p + q)
+    logm = torch.log(m.clamp(min=1e-30))
+    kl_p = (p * (logp - logm)).sum(-1)
+    kl_q = torch.where(q > 0, q * (torch.log(q.clamp(min=1e-30)) - logm), 0.0).sum(-1)
+    jsd = 0.5 * (kl_p + kl_q) / math.log(2.0)
+    return _reduce(jsd, (n.squeeze(-1) > 0).to(logits.dtype), reduction)
+
+
+def mse_log_counts(log_counts: torch.Tensor, obs_counts: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of predicted ``log(1 + N_hat)`` and ``log(1 + N)`` over all tracks."""
+    return F.mse_loss(_real(log_counts), torch.log1p(_real(obs_counts)))
+
+
+def per_base_targets(obs: torch.Tensor, obs_counts: torch.Tensor) -> torch.Tensor:
+    """Per-base targets ``y_i = (k_i / n) * (1 + N)``; a uniform shape where ``n = 0``."""
+    obs = _real(obs)
+    n = obs.sum(-1, keepdim=True)
+    shape = torch.where(n > 0, obs / n.clamp(min=1.0), 1.0 / obs.shape[-1])
+    return shape * (1.0 + _real(obs_counts).unsqueeze(-1))
+
+
+def poisson_per_base(
+    logits: torch.Tensor, log_counts: torch.Tensor, obs: torch.Tensor, obs_counts: torch.Tensor
+) -> torch.Tensor:
+    """Poisson NLL of per-base counts (``r - y log r``, summed over positions, mean over tracks).
+
+    ``log r_i = log_softmax(z)_i + a``; the ``log(y!)`` term is dropped (no parameters).
+    """
+    obs = match_bins(obs, logits)
+    y = per_base_targets(obs, obs_counts)
+    log_rate = F.log_softmax(_real(logits), dim=-1) + _real(log_counts).unsqueeze(-1)
+    return (log_rate.exp() - y * log_rate).sum(-1).mean()
+
+
+def mse_per_base(
+    logits: torch.Tensor, log_counts: torch.Tensor, obs: torch.Tensor, obs_counts: torch.Tensor
+) -> torch.Tensor:
+    """Mean squared error of per-base counts ``r_i = p_i * exp(a)`` against ``y_i``."""
+    obs = match_bins(obs, logits)
+    y = per_base_targets(obs, obs_counts)
+    rate = F.softmax(_real(logits), dim=-1) * _real(log_counts).exp().unsqueeze(-1)
+    return F.mse_loss(rate, y)
+
+
+def profile_loss(
+    name: str, logits: torch.Tensor, obs: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """The profile-only loss ``name`` (``ce``, ``mnll`` or ``jsd``)."""
+    if name == "ce":
+        return profile_ce(logits, obs, reduction)
+    if name == "mnll":
+        return profile_mnll(logits, obs, reduction)
+    if name == "jsd":
+        return profile_jsd(logits, obs, reduction)
+    raise ValueError(f"profile loss {name!r} is not one of {', '.join(PROFILE_LOSSES)}.")
+
+
+def uses_profile(name: str, lam: float) -> bool:
+    """Whether the loss trains the profile head (so profile metrics are meaningful)."""
+    return name in ("poisson", "mse") or lam > 0
+
+
+def uses_counts(name: str, lam: float) -> bool:
+    """Whether the loss trains the accessibility head."""
+    return name in ("poisson", "mse") or lam < 1
+
+
+def model_loss(
+    name: str,
+    lam: float,
+    logits: torch.Tensor,
+    log_counts: torch.Tensor,
+    obs: torch.Tensor,
+    obs_counts: torch.Tensor,
+) -> torch.Tensor:
+    """The training loss of a catalogue model (``loss`` in :data:`LOSSES`, ``lambda``).
+
+    ``logits`` (B, T, L/b) and ``log_counts`` (B, T) are the model outputs; ``obs`` (B, T, L)
+    the observed insertions (binned here to match ``logits``) and ``obs_counts`` (B, T) the
+    quantile-normalised totals. Terms with weight 0 are not computed at all, so ``lambda = 0``
+    leaves the profile head without gradient and ``lambda = 1`` the accessibility head.
+    """
+    if name == "poisson":
+        return poisson_per_base(logits, log_counts, obs, obs_counts)
+    if name == "mse":
+        return mse_per_base(logits, log_counts, obs, obs_counts)
+    if name not in ("composite_ce", "composite_mnll"):
+        raise ValueError(f"loss {name!r} is not one of {', '.join(LOSSES)}.")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lambda must be in [0, 1], got {lam}.")
+    total = _real(log_counts).new_zeros(())
+    if lam < 1:
+        total = total + (1 - lam) * mse_log_counts(log_counts, obs_counts)
+    if lam > 0:
+        kind = "ce" if name == "composite_ce" else "mnll"
+        total = total + lam * profile_loss(kind, logits, obs)
+    return total

@@ -1,0 +1,327 @@
+"""The bpAI-TAC network, its ablation variants and the Tn5 bias models (one class, configured).
+
+Layout (paper Methods, "BpAI-TAC model"):
+
+- **body**: a width-25 convolution with ``F`` filters, then ``D`` dilated residual blocks
+  (width 3, dilation 2, 4, 8, ...), ``x <- x + ReLU(conv(x))``. All body convolutions use
+  'same' padding, so the length stays 1000.
+- **profile head**: a width-25 convolution with one channel per task, computed only for the
+  central 250 bp (positions 375..624), plus the frozen bias model's logits (shared by every
+  task). With bin size ``b`` the logits are summed within bins of ``b`` bases (paper, "Binning
+  ablation"; 20 bp bins: 12 bins over the central 240 bp); the softmax over positions is
+  applied by the losses (``log_softmax``) and by :meth:`BpAITAC.profile_probs`.
+- **accessibility head**: predicted ``log(1 + total insertions)`` per task, from the full-length
+  body output. ``conv``: 3 x (max-pool 5, conv 3, ReLU) then a linear layer (the paper's head);
+  ``globpool``: global mean-pool + linear (BPNet-like, *GlobPoolAccHead*); ``max50``: max-pool 50
+  + linear (*Max50AccHead*); ``fc``: one fully connected layer on the flattened body
+  (*FCAccHead*).
+
+Every nonlinearity is its own ``nn.Module`` instance created in ``__init__`` (no functional
+``relu``/``softmax``), as tangermeme's DeepSHAP requires.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+SEQ_LEN = 1000
+PROFILE_LEN = 250
+ACC_HEADS = ("conv", "globpool", "max50", "fc")
+BIN_SIZES = (1, 5, 10, 20)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a network: sizes, heads, tasks, bin size."""
+
+    filters: int
+    dilated_blocks: int
+    acc_head: str
+    n_tasks: int
+    bin_size: int = 1
+    input_kernel: int = 25
+    profile_kernel: int = 25
+    seq_len: int = SEQ_LEN
+    profile_len: int = PROFILE_LEN
+
+    def __post_init__(self) -> None:
+        if self.filters < 1 or self.n_tasks < 1 or self.dilated_blocks < 0:
+            raise ValueError(
+                f"ModelSpec: filters ({self.filters}) and n_tasks ({self.n_tasks}) must be >= 1 "
+                f"and dilated_blocks ({self.dilated_blocks}) >= 0; fix `architectures:`."
+            )
+        if self.acc_head not in ACC_HEADS:
+            raise ValueError(
+                f"ModelSpec: acc_head {self.acc_head!r} is not one of {', '.join(ACC_HEADS)}; "
+                "fix `architectures.<name>.acc_head`."
+            )
+        if self.bin_size not in BIN_SIZES:
+            raise ValueError(
+                f"ModelSpec: bin size {self.bin_size} is not one of {BIN_SIZES}; fix "
+                "`models.<name>.bin`."
+            )
+        if self.input_kernel % 2 == 0 or self.profile_kernel % 2 == 0:
+            raise ValueError("ModelSpec: input_kernel and profile_kernel must be odd.")
+        if self.profile_len > self.seq_len or (self.seq_len - self.profile_len) % 2:
+            raise ValueError(
+                f"ModelSpec: profile_len {self.profile_len} must be <= seq_len {self.seq_len} "
+                "and centred (even difference)."
+            )
+        if self.acc_head == "conv" and self.seq_len < 125:
+            raise ValueError("ModelSpec: the conv accessibility head needs seq_len >= 125.")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        """Build from a dict, ignoring keys that are not fields (e.g. catalogue extras)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (stored in ``model.pt``)."""
+        return asdict(self)
+
+
+def one_hot(seq: torch.Tensor) -> torch.Tensor:
+    """Base indices (B, L) with A,C,G,T,N = 0..4 -> float one-hot (B, 4, L); N is all zeros."""
+    table = torch.zeros(5, 4, dtype=torch.float32, device=seq.device)
+    table[:4] = torch.eye(4, dtype=torch.float32, device=seq.device)
+    return table[seq.long()].transpose(1, 2).contiguous()
+
+
+class DilatedResidualBlock(nn.Module):
+    """``x + ReLU(conv_d(x))`` with a width-3 convolution of dilation ``d`` ('same' padding)."""
+
+    def __init__(self, filters: int, dilation: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(filters, filters, 3, dilation=dilation, padding=dilation)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.relu(self.conv(x))
+
+
+class ConvAccHead(nn.Module):
+    """The paper's accessibility head: 3 x (max-pool 5, conv 3, ReLU), flatten, linear."""
+
+    def __init__(self, filters: int, n_tasks: int, seq_len: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        length = seq_len
+        for _ in range(3):
+            layers += [nn.MaxPool1d(5), nn.Conv1d(filters, filters, 3, padding=1), nn.ReLU()]
+            length //= 5
+        self.layers = nn.Sequential(*layers)
+        self.flatten = nn.Flatten()
+        self.linear = nn.Linear(filters * length, n_tasks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.flatten(self.layers(x)))
+
+
+class GlobPoolAccHead(nn.Module):
+    """Global mean-pool over positions, then linear (BPNet's count head)."""
+
+    def __init__(self, filters: int, n_tasks: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.flatten = nn.Flatten()
+        self.linear = nn.Linear(filters, n_tasks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.flatten(self.pool(x)))
+
+
+class Max50AccHead(nn.Module):
+    """Max-pool with window 50, flatten, linear."""
+
+    def __init__(self, filters: int, n_tasks: int, seq_len: int) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool1d(50)
+        self.flatten = nn.Flatten()
+        self.linear = nn.Linear(filters * (seq_len // 50), n_tasks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.flatten(self.pool(x)))
+
+
+class FCAccHead(nn.Module):
+    """One fully connected layer on the flattened full-length body output."""
+
+    def __init__(self, filters: int, n_tasks: int, seq_len: int) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.linear = nn.Linear(filters * seq_len, n_tasks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.flatten(x))
+
+
+def make_acc_head(spec: ModelSpec) -> nn.Module:
+    """The accessibility head named by ``spec.acc_head``."""
+    if spec.acc_head == "conv":
+        return ConvAccHead(spec.filters, spec.n_tasks, spec.seq_len)
+    if spec.acc_head == "globpool":
+        return GlobPoolAccHead(spec.filters, spec.n_tasks)
+    if spec.acc_head == "max50":
+        return Max50AccHead(spec.filters, spec.n_tasks, spec.seq_len)
+    return FCAccHead(spec.filters, spec.n_tasks, spec.seq_len)
+
+
+class BpAITAC(nn.Module):
+    """bpAI-TAC: dilated residual body, profile head (+ bias logits, binning), accessibility head.
+
+    ``forward(x, bias=None)`` takes one-hot sequences ``x`` (B, 4, seq_len) and optional bias
+    logits (B, profile_len) and returns ``(profile_logits, log_counts)``: profile logits
+    (B, T, profile_len // bin_size) before the softmax over positions, and the predicted
+    ``log(1 + total insertions)`` (B, T).
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        f = spec.filters
+        self.input_conv = nn.Conv1d(4, f, spec.input_kernel, padding=spec.input_kernel // 2)
+        self.input_relu = nn.ReLU()
+        self.blocks = nn.Sequential(
+            *[DilatedResidualBlock(f, 2 ** (i + 1)) for i in range(spec.dilated_blocks)]
+        )
+        self.profile_conv = nn.Conv1d(f, spec.n_tasks, spec.profile_kernel)
+        self.acc_head = make_acc_head(spec)
+        self.softmax = nn.Softmax(dim=-1)
+        self._init_parameters()
+        # Body positions the (unpadded) profile convolution needs for the central window.
+        half = spec.profile_kernel // 2
+        self._start = (spec.seq_len - spec.profile_len) // 2 - half
+        self._stop = self._start + spec.profile_len + 2 * half
+
+    def _init_parameters(self) -> None:
+        """He (Kaiming-normal, fan-in) weights and zero biases for every convolution feeding a
+        ReLU; residual-branch weights are further scaled by ``1 / sqrt(D)``.
+
+        PyTorch's default convolution init scales activations down by about sqrt(6) per
+        conv + ReLU layer, so the accessibility head's output starts almost constant and
+        training sits on a long plateau (or its last ReLUs die) before it learns anything on
+        small data sets. Unscaled He init in the residual branches would instead double the
+        activation variance with every block (x512 for the paper's 9 blocks); with the
+        ``1 / sqrt(D)`` scaling the whole body grows it by at most e.
+        """
+        convs = [self.input_conv]
+        convs += [m for m in self.acc_head.modules() if isinstance(m, nn.Conv1d)]
+        for conv in convs:
+            nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+        depth = max(len(self.blocks), 1)
+        for block in self.blocks:
+            nn.init.kaiming_normal_(block.conv.weight, mode="fan_in", nonlinearity="relu")
+            block.conv.weight.data.mul_(depth**-0.5)
+            nn.init.zeros_(block.conv.bias)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared representation (B, F, seq_len)."""
+        return self.blocks(self.input_relu(self.input_conv(x)))
+
+    def forward(
+        self, x: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() != 3 or x.shape[1] != 4 or x.shape[2] != self.spec.seq_len:
+            raise ValueError(
+                f"BpAITAC: expected one-hot input (B, 4, {self.spec.seq_len}), "
+                f"got {tuple(x.shape)}."
+            )
+        h = self.body(x)
+        # 'Same'-padded conv cropped to the centre == unpadded conv on the widened centre.
+        logits = self.profile_conv(h[:, :, self._start : self._stop])
+        if bias is not None:
+            # In float32 also under bf16 autocast: bias logits span several units.
+            dtype = torch.promote_types(logits.dtype, torch.float32)
+            logits = logits.to(dtype) + bias.to(dtype).unsqueeze(1)
+        if self.spec.bin_size > 1:
+            b, t, _ = logits.shape
+            n_bins, size = self.spec.profile_len // self.spec.bin_size, self.spec.bin_size
+            start = (self.spec.profile_len - n_bins * size) // 2
+            core = logits[:, :, start : start + n_bins * size]
+            logits = core.reshape(b, t, n_bins, size).sum(-1)
+        return logits, self.acc_head(h)
+
+    def init_count_head(self, log_means: torch.Tensor) -> None:
+        """Start the accessibility head as the mean predictor: the per-task training mean of
+        ``log(1 + counts)`` as bias and a zero final weight matrix.
+
+        Otherwise the output must climb from ~0 to ~log(1 + typical counts) through the weights,
+        and random final weights add noise the loss first removes by silencing the head's last
+        ReLUs; on small data sets (few optimiser steps) both stall learning. With zero weights
+        the first updates align the final layer with informative features instead.
+        """
+        linear = self.acc_head.linear
+        if log_means.shape != linear.bias.shape:
+            raise ValueError(
+                f"expected {tuple(linear.bias.shape)} offsets, got {tuple(log_means.shape)}."
+            )
+        with torch.no_grad():
+            linear.bias.copy_(log_means.to(linear.bias))
+            linear.weight.zero_()
+
+    def profile_probs(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted insertion distribution over (binned) positions (B, T, profile_len // b)."""
+        return self.softmax(self(x, bias)[0])
+
+
+def build_model(spec: ModelSpec | dict[str, Any]) -> BpAITAC:
+    """A freshly initialised network from a spec (or its dict form)."""
+    if isinstance(spec, dict):
+        spec = ModelSpec.from_dict(spec)
+    return BpAITAC(spec)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def spec_from_config(arch: dict[str, Any], n_tasks: int, bin_size: int = 1) -> ModelSpec:
+    """Combine an ``architectures:`` entry with the task count and bin size of a model."""
+    return ModelSpec(
+        filters=int(arch["filters"]),
+        dilated_blocks=int(arch["dilated_blocks"]),
+        acc_head=str(arch.get("acc_head", "conv")),
+        n_tasks=int(n_tasks),
+        bin_size=int(bin_size),
+        input_kernel=int(arch.get("input_kernel", 25)),
+        profile_kernel=int(arch.get("profile_kernel", 25)),
+    )
+
+
+def save_model(path: str | os.PathLike, model: BpAITAC, meta: dict[str, Any]) -> None:
+    """Write ``{"state_dict", "spec"}`` atomically; ``spec`` = model spec + ``meta``.
+
+    ``meta`` holds the catalogue entry, architecture and target names (docs/contracts.md).
+    """
+    from bpaitac.io import atomic_path
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"state_dict": state, "spec": {**meta, "model_spec": model.spec.to_dict()}}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[BpAITAC, dict[str, Any]]:
+    """Load a ``model.pt`` written by :func:`save_model`; returns (model in eval mode, spec)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: model file not found; run the training rule first.")
+    payload = torch.load(path, map_location=device, weights_only=False)
+    if not isinstance(payload, dict) or "state_dict" not in payload or "spec" not in payload:
+        raise ValueError(f"{path}: not a bpaitac model file (needs keys state_dict and spec).")
+    spec = payload["spec"]
+    model = build_model(spec["model_spec"]).to(device)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, spec

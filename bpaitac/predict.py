@@ -1,0 +1,178 @@
+"""Predictions and per-OCR metrics of trained networks: accessibility, profiles, bias logits.
+
+``predictions_test.npz`` (docs/contracts.md) holds ``peak_id``, ``targets``, ``acc_pred``,
+``acc_obs`` and, for models whose profile head is trained, ``profile_jsd`` and ``profile_r`` per
+OCR x target. Profile metrics compare the predicted distribution (softmax of the binned logits,
+bias included) with the observed insertions binned the same way; JSD is in base 2 (0..1).
+Tracks without insertions, or with a constant profile, get NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from bpaitac.losses import match_bins
+from bpaitac.models import BpAITAC, one_hot
+
+log = logging.getLogger(__name__)
+
+
+class BatchLike(Protocol):
+    """What the prediction loop needs from a batch (see :class:`bpaitac.train.Batch`)."""
+
+    x: torch.Tensor
+    bias: torch.Tensor | None
+    profile: torch.Tensor
+    counts: torch.Tensor | None
+
+
+def rowwise_pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson R along the last axis of ``a`` and ``b``; NaN where either row is constant."""
+    a = a.double() - a.double().mean(-1, keepdim=True)
+    b = b.double() - b.double().mean(-1, keepdim=True)
+    den = torch.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+    r = (a * b).sum(-1) / den
+    return torch.where(den > 0, r, torch.nan)
+
+
+def jsd_rows(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence (base 2) of distributions along the last axis."""
+    p, q = p.double(), q.double()
+    m = 0.5 * (p + q)
+
+    def kl(a: torch.Tensor) -> torch.Tensor:
+        return torch.where(a > 0, a * torch.log2(a.clamp(min=1e-300) / m.clamp(min=1e-300)), 0.0)
+
+    return 0.5 * (kl(p).sum(-1) + kl(q).sum(-1))
+
+
+def profile_metrics(logits: torch.Tensor, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-track (JSD, Pearson R) of ``softmax(logits)`` vs observed insertions (binned)."""
+    obs = match_bins(obs, logits).double()
+    n = obs.sum(-1, keepdim=True)
+    pred = torch.softmax(logits.double(), dim=-1)
+    q = obs / n.clamp(min=1.0)
+    empty = n.squeeze(-1) == 0
+    jsd = torch.where(empty, torch.nan, jsd_rows(pred, q))
+    r = torch.where(empty, torch.nan, rowwise_pearson(pred, obs))
+    return jsd, r
+
+
+def mean_r_across_targets(acc_pred: np.ndarray, acc_obs: np.ndarray) -> float:
+    """Mean over OCRs of the Pearson R across targets (NaN rows skipped; NaN if < 2 targets)."""
+    if acc_pred.shape[1] < 2:
+        return float("nan")
+    r = rowwise_pearson(torch.from_numpy(acc_pred), torch.from_numpy(acc_obs)).numpy()
+    return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+
+
+def mean_r_across_ocrs(acc_pred: np.ndarray, acc_obs: np.ndarray) -> float:
+    """Mean over targets of the Pearson R across OCRs (NaN columns skipped)."""
+    if acc_pred.shape[0] < 2:
+        return float("nan")
+    r = rowwise_pearson(torch.from_numpy(acc_pred.T), torch.from_numpy(acc_obs.T)).numpy()
+    return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+
+
+@torch.no_grad()
+def predict_batches(
+    model: torch.nn.Module,
+    batches: Iterable[BatchLike],
+    *,
+    with_profile: bool,
+    amp: bool = False,
+    loss_fn: Any = None,
+) -> dict[str, np.ndarray | float]:
+    """Run ``model`` over ``batches`` in order; collect accessibility and profile metrics.
+
+    Returns ``acc_pred`` (N, T), ``acc_obs`` (N, T) (when batches carry counts), and with
+    ``with_profile`` ``profile_jsd`` and ``profile_r`` (N, T); with ``loss_fn(logits,
+    log_counts, batch)`` also ``loss``, the size-weighted mean loss.
+    """
+    model.eval()
+    out: dict[str, list[np.ndarray]] = {"acc_pred": [], "acc_obs": []}
+    if with_profile:
+        out["profile_jsd"], out["profile_r"] = [], []
+    loss_sum, n_total = 0.0, 0
+    for batch in batches:
+        device_type = batch.x.device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+            logits, log_counts = model(batch.x, batch.bias)
+        logits, log_counts = logits.float(), log_counts.float()
+        if loss_fn is not None:
+            loss_sum += float(loss_fn(logits, log_counts, batch)) * batch.x.shape[0]
+        n_total += batch.x.shape[0]
+        out["acc_pred"].append(log_counts.cpu().numpy())
+        if batch.counts is not None:
+            out["acc_obs"].append(torch.log1p(batch.counts.float()).cpu().numpy())
+        if with_profile:
+            jsd, r = profile_metrics(logits, batch.profile)
+            out["profile_jsd"].append(jsd.float().cpu().numpy())
+            out["profile_r"].append(r.float().cpu().numpy())
+    result: dict[str, np.ndarray | float] = {
+        k: np.concatenate(v).astype(np.float32) for k, v in out.items() if v
+    }
+    if loss_fn is not None:
+        result["loss"] = loss_sum / max(n_total, 1)
+    return result
+
+
+@torch.no_grad()
+def bias_logits(
+    model: BpAITAC,
+    seq: np.ndarray,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Profile logits (N, 250) float32 of a one-task, unbinned bias model for sequences (N, L)."""
+    spec = model.spec
+    if spec.n_tasks != 1 or spec.bin_size != 1:
+        raise ValueError(
+            f"bias model must have one task and bin size 1, has {spec.n_tasks} tasks and bin "
+            f"{spec.bin_size}; check `bias_models:` in the config."
+        )
+    model.eval().to(device)
+    out = np.empty((len(seq), spec.profile_len), dtype=np.float32)
+    for start in range(0, len(seq), batch_size):
+        chunk = torch.from_numpy(np.array(seq[start : start + batch_size]))
+        logits, _ = model(one_hot(chunk.to(device)))
+        out[start : start + len(chunk)] = logits[:, 0, :].float().cpu().numpy()
+    return out
+
+
+def write_predictions(
+    path: str | os.PathLike,
+    *,
+    peak_ids: np.ndarray,
+    targets: list[str],
+    result: dict[str, Any],
+    with_profile: bool,
+) -> None:
+    """Write ``predictions_test.npz`` atomically in the layout of docs/contracts.md."""
+    from bpaitac.io import atomic_path
+
+    arrays: dict[str, np.ndarray] = {
+        "peak_id": np.asarray(peak_ids, dtype=str),
+        "targets": np.asarray(targets, dtype=str),
+        "acc_pred": np.asarray(result["acc_pred"], dtype=np.float32),
+        "acc_obs": np.asarray(result["acc_obs"], dtype=np.float32),
+    }
+    if with_profile:
+        arrays["profile_jsd"] = np.asarray(result["profile_jsd"], dtype=np.float32)
+        arrays["profile_r"] = np.asarray(result["profile_r"], dtype=np.float32)
+    n = len(arrays["peak_id"])
+    for key in ("acc_pred", "acc_obs", *(("profile_jsd", "profile_r") if with_profile else ())):
+        if arrays[key].shape != (n, len(targets)):
+            raise ValueError(f"{key} has shape {arrays[key].shape}, expected {(n, len(targets))}.")
+    with atomic_path(Path(path)) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    log.info("wrote %s (%d OCRs x %d targets)", path, n, len(targets))

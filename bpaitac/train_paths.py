@@ -1,0 +1,51 @@
+"""Paths of the training rules' inputs and outputs (docs/contracts.md).
+
+Torch-free on purpose: the Snakefile imports it at parse time (workflow/rules/bias.smk and
+train.smk call these from their input functions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+DATA_SPLITS = ("train", "val", "test")
+SPLIT_FILES = ("seq.npy", "profile.npy", "counts.npy", "celltypes.txt", "ocrs.tsv")
+BIAS_SET_FILES = ("seq.npy", "profile.npy")
+MODEL_OUTPUTS = ("model.pt", "history.tsv", "predictions_test.npz")
+
+
+def run_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """The catalogue entry as one training run sees it: without ``seeds`` and ``label``.
+
+    Rules pass this as a param, so that adding a seed or renaming a label does not retrain the
+    runs that already exist (Snakemake reruns jobs whose params change).
+    """
+    return {k: v for k, v in entry.items() if k not in ("seeds", "label")}
+
+
+def bias_set_inputs(dataset: str, data: str) -> dict[str, list[str]]:
+    """``train``/``val`` -> arrays of the bias set ``data`` (protein_free or closed_ocrs)."""
+    base = f"results/{dataset}/data/bias_sets/{data}"
+    return {s: [f"{base}/{s}/{name}" for name in BIAS_SET_FILES] for s in ("train", "val")}
+
+
+def model_inputs(dataset: str, entry: dict[str, Any]) -> dict[str, str | list[str]]:
+    """Split arrays per split, plus ``bias_{split}`` logits when the entry uses a bias model."""
+    data = f"results/{dataset}/data"
+    files: dict[str, str | list[str]] = {
+        s: [f"{data}/{s}/{name}" for name in SPLIT_FILES] for s in DATA_SPLITS
+    }
+    bias = entry.get("bias", "none")
+    if bias != "none":
+        files.update({f"bias_{s}": f"{data}/{s}/bias/{bias}.npy" for s in DATA_SPLITS})
+    return files
+
+
+def model_outputs(dataset: str, runs: Iterable[tuple[str, int]]) -> list[str]:
+    """model.pt, history.tsv and predictions_test.npz of every (model, seed) run."""
+    return [
+        f"results/{dataset}/models/{model}/seed{seed}/{name}"
+        for model, seed in runs
+        for name in MODEL_OUTPUTS
+    ]

@@ -1,0 +1,28 @@
+"""Snakemake entry (rule train_model): train one catalogue model for one seed."""
+
+from pathlib import Path
+
+import torch
+
+from bpaitac.io import setup_logging
+from bpaitac.train import train_catalogue_model
+
+setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+inp, out, params = snakemake.input, snakemake.output, snakemake.params
+splits = ("train", "val", "test")
+bias = {s: inp[f"bias_{s}"] for s in splits} if "bias_train" in inp.keys() else None
+train_catalogue_model(
+    name=snakemake.wildcards.model,
+    entry=dict(params.entry),
+    arch=dict(params.arch),
+    training=dict(params.training),
+    lineage_of=dict(params.lineages),
+    seed=int(snakemake.wildcards.seed),
+    split_dirs={s: Path(inp[s][0]).parent for s in splits},
+    bias_paths=bias,
+    out_model=out.model,
+    out_history=out.history,
+    out_predictions=out.predictions,
+    device=params.device,
+)

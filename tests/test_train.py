@@ -1,0 +1,376 @@
+"""Training: targets, batches, outputs per contract, resume after a kill, guards, bias models."""
+
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from fixtures import ARCH, CELLTYPES, TABLE, TRAINING, write_bias_set, write_dataset
+
+from bpaitac.models import load_model, one_hot
+from bpaitac.train import (
+    HISTORY_COLUMNS,
+    BatchSource,
+    SimulatedKill,
+    TrainingConfig,
+    TrainingDiverged,
+    epoch_order,
+    load_split,
+    make_targets,
+    target_log_means,
+    train_bias_model,
+    train_catalogue_model,
+    write_bias_logits,
+)
+from bpaitac.train_paths import bias_set_inputs, model_inputs, model_outputs, run_entry
+
+ROOT = Path(__file__).resolve().parent.parent
+LINEAGE_OF = dict(zip(TABLE["celltype"], TABLE["lineage"]))
+AITAC = {"arch": "a", "loss": "composite_ce", "lambda": 0.0, "bias": "none", "bin": 1,
+         "targets": "celltypes", "seeds": [1]}  # fmt: skip
+BPAITAC = {**AITAC, "lambda": 0.5, "bias": "bm"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    return write_dataset(tmp_path_factory.mktemp("data"), bias_models=("bm",))
+
+
+def run(data, out: Path, entry=AITAC, training=None, seed=1, **kw):
+    bias = entry.get("bias", "none")
+    bias_paths = {s: d / "bias" / f"{bias}.npy" for s, d in data.items()}
+    return train_catalogue_model(
+        name="m",
+        entry=entry,
+        arch=ARCH,
+        training={**TRAINING, **(training or {})},
+        lineage_of=LINEAGE_OF,
+        seed=seed,
+        split_dirs=data,
+        bias_paths=None if bias == "none" else bias_paths,
+        out_model=out / "model.pt",
+        out_history=out / "history.tsv",
+        out_predictions=out / "predictions_test.npz",
+        **kw,
+    )
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_model(path)[0].state_dict()
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+# --------------------------------------------------------------------------- targets, data
+
+
+def test_targets_celltypes_lineages_and_single_lineage():
+    t = make_targets("celltypes", CELLTYPES, LINEAGE_OF)
+    assert t.names == CELLTYPES and t.matrix is None
+    t = make_targets("lineages", CELLTYPES, LINEAGE_OF)
+    assert t.names == ["Stem&Prog", "B"]
+    assert t.matrix.tolist() == [[1, 1, 1, 0, 0], [0, 0, 0, 1, 1]]
+    t = make_targets("lineage:B", CELLTYPES, LINEAGE_OF)
+    assert t.names == ["B"] and t.matrix.tolist() == [[0, 0, 0, 1, 1]]
+    with pytest.raises(ValueError, match="lineage 'ILC' has no cell type"):
+        make_targets("lineage:ILC", CELLTYPES, {**LINEAGE_OF, "ILC2.SI": "ILC"})
+    with pytest.raises(ValueError, match="not in the cell-type table"):
+        make_targets("lineages", [*CELLTYPES, "X.Sp"], LINEAGE_OF)
+
+
+def test_batches_sum_lineage_profiles_and_average_totals(data):
+    split = load_split(data["train"])
+    targets = make_targets("lineages", split.celltypes, LINEAGE_OF)
+    for preload in (True, False):
+        src = BatchSource(split, targets, torch.device("cpu"), preload=preload)
+        idx = np.array([7, 2, 30])
+        batch = src.take(idx)
+        rows = np.sort(idx)
+        prof = np.asarray(split.profile[rows], dtype=np.float64)
+        counts = np.asarray(split.counts[rows], dtype=np.float64)
+        np.testing.assert_allclose(batch.profile[:, 0].numpy(), prof[:, :3].sum(1))
+        np.testing.assert_allclose(batch.profile[:, 1].numpy(), prof[:, 3:].sum(1))
+        np.testing.assert_allclose(batch.counts[:, 0].numpy(), counts[:, :3].mean(1), rtol=1e-6)
+        np.testing.assert_allclose(batch.counts[:, 1].numpy(), counts[:, 3:].mean(1), rtol=1e-6)
+        assert torch.equal(batch.x, one_hot(torch.from_numpy(np.asarray(split.seq[rows]))))
+        assert batch.bias is None
+
+
+def test_target_log_means_start_the_model_at_the_training_mean(data, tmp_path):
+    split = load_split(data["train"])
+    counts = np.asarray(split.counts, dtype=np.float64)
+    means = target_log_means(split, make_targets("lineages", split.celltypes, LINEAGE_OF))
+    expected = [np.log1p(counts[:, :3].mean(1)).mean(), np.log1p(counts[:, 3:].mean(1)).mean()]
+    np.testing.assert_allclose(means, expected, rtol=1e-6)
+    run(data, tmp_path, training={"learning_rate": 1e-12, "max_epochs": 1})
+    model, _ = load_model(tmp_path / "model.pt")
+    offsets = model.acc_head.linear.bias.detach().numpy()
+    np.testing.assert_allclose(offsets, np.log1p(counts).mean(0), rtol=1e-5)
+
+
+def test_large_uint16_counts_survive_the_int16_storage(tmp_path, data):
+    d = tmp_path / "big"
+    d.mkdir()
+    for name in ("seq.npy", "counts.npy", "celltypes.txt", "ocrs.tsv"):
+        (d / name).write_bytes((data["val"] / name).read_bytes())
+    profile = np.load(data["val"] / "profile.npy")
+    profile[0, 0, 0] = 65535
+    np.save(d / "profile.npy", profile)
+    src = BatchSource(load_split(d), None, torch.device("cpu"), preload=True)
+    assert src.take(np.array([0])).profile[0, 0, 0].item() == 65535.0
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    a = epoch_order(50, seed=3, epoch=1)
+    assert np.array_equal(a, epoch_order(50, seed=3, epoch=1))
+    assert sorted(a) == list(range(50))
+    assert not np.array_equal(a, epoch_order(50, seed=3, epoch=2))
+    assert not np.array_equal(a, epoch_order(50, seed=4, epoch=1))
+
+
+def test_load_split_errors_name_the_file(tmp_path, data):
+    d = tmp_path / "bad"
+    d.mkdir()
+    np.save(d / "seq.npy", np.zeros((3, 1000), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"bad/seq\.npy: must be uint8"):
+        load_split(d)
+    with pytest.raises(FileNotFoundError, match=r"missing/seq\.npy.*preprocessing"):
+        load_split(tmp_path / "missing")
+    with pytest.raises(ValueError, match=r"bias/bm\.npy: must be float32 \(24, 250\)"):
+        load_split(data["val"], bias_path=data["train"] / "bias" / "bm.npy")
+
+
+def test_training_config_rejects_unknown_keys_and_matches_schema_defaults():
+    with pytest.raises(ValueError, match="training.lr"):
+        TrainingConfig.from_dict({"lr": 0.1})
+    schema = yaml.safe_load((ROOT / "workflow/schemas/train.schema.yaml").read_text())
+    props = schema["$defs"]["training"]["properties"]
+    fields = {f.name: f.default for f in dataclasses.fields(TrainingConfig)}
+    assert set(props) == set(fields)
+    for name, prop in props.items():
+        assert prop["default"] == fields[name], name
+
+
+def test_training_paths_follow_the_contract():
+    files = model_inputs("demo", {"bias": "deep"})
+    assert files["train"][0] == "results/demo/data/train/seq.npy"
+    assert files["bias_test"] == "results/demo/data/test/bias/deep.npy"
+    assert "bias_train" not in model_inputs("demo", {"bias": "none"})
+    assert bias_set_inputs("demo", "closed_ocrs")["val"] == [
+        "results/demo/data/bias_sets/closed_ocrs/val/seq.npy",
+        "results/demo/data/bias_sets/closed_ocrs/val/profile.npy",
+    ]
+    assert run_entry({**AITAC, "label": "AI-TAC"}) == {
+        k: v for k, v in AITAC.items() if k != "seeds"
+    }
+    assert model_outputs("demo", [("aitac", 2)])[2] == (
+        "results/demo/models/aitac/seed2/predictions_test.npz"
+    )
+
+
+# --------------------------------------------------------------------------- training runs
+
+
+def test_aitac_outputs_follow_the_contract(data, tmp_path):
+    out = tmp_path / "aitac"
+    result = run(data, out)
+    z = np.load(out / "predictions_test.npz")
+    n = len(np.load(data["test"] / "seq.npy"))
+    assert set(z.files) == {"peak_id", "targets", "acc_pred", "acc_obs"}  # no profile head
+    assert z["acc_pred"].shape == z["acc_obs"].shape == (n, len(CELLTYPES))
+    assert z["acc_pred"].dtype == np.float32
+    assert list(z["targets"]) == CELLTYPES
+    assert z["peak_id"][0] == "ImmGenATAC1219.peak_test0"
+    counts = np.load(data["test"] / "counts.npy")
+    np.testing.assert_allclose(z["acc_obs"], np.log1p(counts), rtol=1e-6)
+    history = (out / "history.tsv").read_text().splitlines()
+    assert history[0].split("\t") == list(HISTORY_COLUMNS)
+    assert len(history) == 1 + TRAINING["max_epochs"] == 1 + len(result.history)
+    assert not (out / "checkpoint.pt").exists()
+    model, spec = load_model(out / "model.pt")
+    assert spec["targets"] == CELLTYPES and spec["entry"]["lambda"] == 0.0
+    assert spec["model_spec"]["n_tasks"] == len(CELLTYPES)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "history.tsv", "model.pt", "predictions_test.npz",
+    ]  # fmt: skip
+
+
+def test_bpaitac_with_bias_bins_and_lineages_writes_profile_metrics(data, tmp_path):
+    entry = {**BPAITAC, "loss": "composite_mnll", "bin": 5, "targets": "lineages"}
+    run(data, tmp_path, entry=entry)
+    z = np.load(tmp_path / "predictions_test.npz")
+    n = len(np.load(data["test"] / "seq.npy"))
+    assert list(z["targets"]) == ["Stem&Prog", "B"]
+    assert z["profile_jsd"].shape == z["profile_r"].shape == (n, 2)
+    finite = np.isfinite(z["profile_jsd"])
+    assert finite.mean() > 0.5
+    assert ((z["profile_jsd"][finite] >= 0) & (z["profile_jsd"][finite] <= 1)).all()
+    counts = np.load(data["test"] / "counts.npy")
+    np.testing.assert_allclose(z["acc_obs"][:, 1], np.log1p(counts[:, 3:].mean(1)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["poisson", "mse"])
+def test_per_base_losses_train_and_report_profiles(data, tmp_path, loss):
+    run(data, tmp_path, entry={**AITAC, "loss": loss, "targets": "lineage:B"},
+        training={"max_epochs": 1})  # fmt: skip
+    z = np.load(tmp_path / "predictions_test.npz")
+    assert list(z["targets"]) == ["B"] and "profile_r" in z.files
+
+
+def test_training_is_deterministic_per_seed(data, tmp_path):
+    run(data, tmp_path / "a", training={"max_epochs": 2})
+    run(data, tmp_path / "b", training={"max_epochs": 2})
+    run(data, tmp_path / "c", training={"max_epochs": 2}, seed=2)
+    assert_same_weights(tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt")
+    wa, wc = weights(tmp_path / "a" / "model.pt"), weights(tmp_path / "c" / "model.pt")
+    assert not torch.equal(wa["input_conv.weight"], wc["input_conv.weight"])
+
+
+def test_preloaded_and_memory_mapped_batches_train_identically(data, tmp_path):
+    run(data, tmp_path / "a", training={"max_epochs": 1, "preload": "always"})
+    run(data, tmp_path / "b", training={"max_epochs": 1, "preload": "never"})
+    assert_same_weights(tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt")
+
+
+def test_resume_after_stop_gives_the_uninterrupted_weights(data, tmp_path, caplog):
+    full, part = tmp_path / "full", tmp_path / "part"
+    run(data, full, entry=BPAITAC)
+    with pytest.raises(SimulatedKill):
+        run(data, part, entry=BPAITAC, stop_after_epochs=1)
+    assert (part / "checkpoint.pt").exists() and not (part / "model.pt").exists()
+    with caplog.at_level(logging.INFO, logger="bpaitac.train"):
+        result = run(data, part, entry=BPAITAC)
+    assert "resuming" in caplog.text and "after epoch 1" in caplog.text
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert_same_weights(full / "model.pt", part / "model.pt")
+    assert not (part / "checkpoint.pt").exists()
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+sys.path[:0] = [{tests!r}, {root!r}]
+import torch
+torch.set_num_threads({threads})
+from test_train import run, BPAITAC
+from pathlib import Path
+
+def kill(epoch, step):
+    if (epoch, step) == (2, 2):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+data = {{s: Path(p) for s, p in {data!r}.items()}}
+run(data, Path({out!r}), entry=BPAITAC, on_batch=kill)
+"""
+
+
+def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(data, tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    run(data, full, entry=BPAITAC)
+    code = KILL_SCRIPT.format(
+        tests=str(ROOT / "tests"),
+        root=str(ROOT),
+        threads=torch.get_num_threads(),
+        data={s: str(p) for s, p in data.items()},
+        out=str(killed),
+    )
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert (killed / "checkpoint.pt").exists() and not (killed / "model.pt").exists()
+    assert not [p for p in killed.iterdir() if p.name.startswith(".")]  # no temp files left
+    saved = torch.load(killed / "checkpoint.pt", weights_only=False)
+    assert saved["epoch"] == 1  # epoch 2 was in progress
+    run(data, killed, entry=BPAITAC)
+    assert_same_weights(full / "model.pt", killed / "model.pt")
+    assert (full / "history.tsv").read_text().count("\n") == (
+        (killed / "history.tsv").read_text().count("\n")
+    )
+    assert os.path.exists(killed / "predictions_test.npz")
+
+
+def test_checkpoint_of_another_config_is_ignored(data, tmp_path, caplog):
+    with pytest.raises(SimulatedKill):
+        run(data, tmp_path, stop_after_epochs=1)
+    with caplog.at_level(logging.WARNING, logger="bpaitac.train"):
+        result = run(data, tmp_path, training={"learning_rate": 0.01, "max_epochs": 1})
+    assert "another config" in caplog.text
+    assert [h["epoch"] for h in result.history] == [1]
+
+
+def test_early_stopping_keeps_the_best_epoch(data, tmp_path):
+    # A vanishing learning rate: no epoch improves by min_delta after the first.
+    result = run(data, tmp_path, training={"learning_rate": 1e-12, "min_delta": 0.5,
+                                           "patience": 2, "max_epochs": 10})  # fmt: skip
+    assert len(result.history) == 3 and result.best_epoch == 1
+
+
+def test_divergence_guard_stops_with_a_clear_message(data, tmp_path):
+    bad = {s: tmp_path / "data" / s for s in data}
+    for s, d in data.items():
+        bad[s].mkdir(parents=True)
+        for f in d.iterdir():
+            if f.is_file():
+                (bad[s] / f.name).write_bytes(f.read_bytes())
+    counts = np.load(bad["train"] / "counts.npy")
+    counts[5, 0] = np.nan
+    np.save(bad["train"] / "counts.npy", counts)
+    with pytest.raises(TrainingDiverged, match=r"m/seed1.*epoch 1.*learning_rate"):
+        run(bad, tmp_path / "out", training={"check_every": 1})
+    assert not (tmp_path / "out" / "model.pt").exists()
+
+
+def test_bias_model_and_its_logits(data, tmp_path):
+    sets = write_bias_set(tmp_path / "bias_set")
+    out = tmp_path / "bias_model"
+    result = train_bias_model(
+        name="bm",
+        bias_entry={"data": "protein_free", "arch": "a", "loss": "jsd"},
+        arch=ARCH,
+        training={**TRAINING, "max_epochs": 2},
+        seed=0,
+        split_dirs=sets,
+        out_model=out / "model.pt",
+        out_history=out / "history.tsv",
+    )
+    assert len(result.history) == 2 and not (out / "checkpoint.pt").exists()
+    paths = {s: tmp_path / "logits" / s / "bm.npy" for s in data}
+    write_bias_logits(
+        model_path=out / "model.pt",
+        seq_paths={s: d / "seq.npy" for s, d in data.items()},
+        out_paths=paths,
+        batch_size=7,
+    )
+    model, spec = load_model(out / "model.pt")
+    assert spec["model_spec"]["n_tasks"] == 1
+    seq = np.load(data["val"] / "seq.npy")
+    logits = np.load(paths["val"])
+    assert logits.shape == (len(seq), 250) and logits.dtype == np.float32
+    with torch.no_grad():
+        expected = model(one_hot(torch.from_numpy(seq)))[0][:, 0].numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_bias_set_with_several_tracks_is_rejected(tmp_path, data):
+    with pytest.raises(ValueError, match=r"needs one track"):
+        train_bias_model(
+            name="bm",
+            bias_entry={"data": "protein_free", "arch": "a"},
+            arch=ARCH,
+            training=TRAINING,
+            seed=0,
+            split_dirs={"train": data["train"], "val": data["val"]},
+            out_model=tmp_path / "model.pt",
+            out_history=tmp_path / "history.tsv",
+        )

@@ -1,0 +1,36 @@
+"""Model training: one job per catalogue model and seed (bpaitac.config.model_catalogue).
+
+`checkpoint.pt` in the seed directory is deliberately not an output: it must survive a killed
+job so that the rerun resumes (bpaitac/train.py); it is removed when the outputs are written.
+"""
+
+from bpaitac.train_paths import model_inputs, model_outputs, run_entry
+
+TARGET_FUNCTIONS["train"] = lambda: model_outputs(DATASET, MODEL_RUNS)
+LINEAGE_OF = dict(zip(CELLTYPE_TABLE["celltype"], CELLTYPE_TABLE["lineage"]))
+
+
+rule train_model:
+    input:
+        unpack(lambda wc: model_inputs(wc.dataset, CATALOGUE[wc.model])),
+    output:
+        model="results/{dataset}/models/{model}/seed{seed}/model.pt",
+        history="results/{dataset}/models/{model}/seed{seed}/history.tsv",
+        predictions="results/{dataset}/models/{model}/seed{seed}/predictions_test.npz",
+    log:
+        "logs/{dataset}/train/{model}/seed{seed}.log",
+    benchmark:
+        "benchmarks/{dataset}/train/{model}/seed{seed}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        entry=lambda wc: run_entry(CATALOGUE[wc.model]),
+        arch=lambda wc: config["architectures"][CATALOGUE[wc.model]["arch"]],
+        training=config["training"],
+        lineages=LINEAGE_OF,
+        device=config["device"],
+    script:
+        "../../scripts/train.py"
