@@ -139,3 +139,37 @@ def model_catalogue(config: dict) -> dict[str, dict]:
 def model_runs(config: dict) -> list[tuple[str, int]]:
     """Every (model, seed) pair the catalogue asks to train."""
     return [(m, s) for m, e in model_catalogue(config).items() for s in e["seeds"]]
+
+
+INTERPRET_ROLES = ("reference_model", "profile_model", "nobias_model")
+
+
+def models_to_train(config: dict, figures: list[str]) -> list[str]:
+    """Catalogue models the default run trains, given the figures it builds.
+
+    A model is trained when a selected figure compares it (``comparisons:``), when it plays a role
+    in a selected interpretation figure (``interpret:``), or when no figure at all uses it (an
+    extra model the user added to the catalogue). So ``figures: [fig1b]`` trains only AI-TAC and
+    bpAI-TAC. Members of a ``single_lineage`` ensemble follow their ensemble's name.
+    """
+    from bpaitac.interpret_paths import FIGURES as INTERPRET_FIGURES
+    from bpaitac.plots import FIGURES as EVALUATION_FIGURES
+    from bpaitac.plots import required_models
+
+    comparisons = config.get("comparisons", {})
+    interpret = config.get("interpret", {})
+
+    def used_by(selected: list[str]) -> set[str]:
+        names = set(required_models(comparisons, selected))
+        if any(f in INTERPRET_FIGURES for f in selected):
+            names |= {interpret[r] for r in INTERPRET_ROLES if interpret.get(r)}
+        return names
+
+    every_figure = [*EVALUATION_FIGURES, *INTERPRET_FIGURES]
+    used_by_any, wanted = used_by(every_figure), used_by(list(figures))
+    out = []
+    for name, entry in model_catalogue(config).items():
+        key = entry.get("ensemble", name)
+        if key in wanted or key not in used_by_any:
+            out.append(name)
+    return out

@@ -5,7 +5,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bpaitac.config import ConfigError, load_config, model_catalogue, validate_config
+from bpaitac.config import (
+    ConfigError,
+    load_config,
+    model_catalogue,
+    models_to_train,
+    validate_config,
+)
 from bpaitac.io import InputError, read_celltypes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,3 +103,17 @@ def test_celltype_table_errors_name_file_and_line(tmp_path):
     bad.write_text("celltype\tlin\nB.Sp\tB\n")
     with pytest.raises(InputError, match=r"missing column"):
         read_celltypes(bad)
+
+
+def test_figures_subset_limits_the_models_trained():
+    config = load_config(ROOT / "config/config.yaml")
+    config["celltypes"] = str(ROOT / config["celltypes"])
+    everything = models_to_train(config, config["figures"])
+    assert set(everything) == set(model_catalogue(config))
+    assert models_to_train(config, ["fig1b"]) == ["aitac", "bpaitac"]
+    lambda_sweep = models_to_train(config, ["fig2c"])
+    assert "lambda07" in lambda_sweep and "arch_fc" not in lambda_sweep
+    ensemble = models_to_train(config, ["fig2b"])
+    assert "lineages" in ensemble and any(m.startswith("single_lineage.") for m in ensemble)
+    config["models"]["extra"] = dict(config["models"]["aitac"])
+    assert "extra" in models_to_train(config, ["fig1b"])  # used by no figure: always trained

@@ -15,7 +15,12 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
 )
 
-from bpaitac.config import check_references, model_catalogue, selected_celltypes  # noqa: E402
+from bpaitac.config import (  # noqa: E402
+    check_references,
+    model_catalogue,
+    models_to_train,
+    selected_celltypes,
+)
 from bpaitac.io import lineage_order  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
@@ -28,6 +33,7 @@ LINEAGES = lineage_order(CELLTYPE_TABLE)
 CATALOGUE = model_catalogue(config)
 MODEL_RUNS = [(m, s) for m, entry in CATALOGUE.items() for s in entry["seeds"]]
 FIGURES = list(config["figures"])
+MODELS_TO_TRAIN = set(models_to_train(config, FIGURES))
 
 
 def _alternatives(names):

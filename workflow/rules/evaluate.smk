@@ -20,6 +20,8 @@ from bpaitac.plots import BIAS_COMPARISON, check_comparisons
 COMPARISONS = config.get("comparisons", {})
 EVAL_MODELS = evaluated_models(CATALOGUE)
 COMPARED_BIAS_MODELS = list(COMPARISONS.get(BIAS_COMPARISON, {}).values())
+# The summary covers the models this run trains (`figures:` may limit them).
+SUMMARY_MODELS = [m for m, e in EVAL_MODELS.items() if set(e["members"]) <= MODELS_TO_TRAIN]
 check_comparisons(COMPARISONS, EVAL_MODELS, config["bias_models"], FIGURES)
 
 
@@ -52,7 +54,7 @@ rule evaluate_summary:
     input:
         unpack(
             lambda wc: {
-                name: eval_table_paths(wc.dataset, level, EVAL_MODELS, EVAL_MODELS)
+                name: eval_table_paths(wc.dataset, level, SUMMARY_MODELS, EVAL_MODELS)
                 for level, name in LEVELS.items()
             }
         ),

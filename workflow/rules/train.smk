@@ -6,7 +6,10 @@ job so that the rerun resumes (bpaitac/train.py); it is removed when the outputs
 
 from bpaitac.train_paths import model_inputs, model_outputs, run_entry
 
-TARGET_FUNCTIONS["train"] = lambda: model_outputs(DATASET, MODEL_RUNS)
+# `figures:` limits the run: only models a selected figure needs (or no figure uses) are trained.
+TARGET_FUNCTIONS["train"] = lambda: model_outputs(
+    DATASET, [(m, s) for m, s in MODEL_RUNS if m in MODELS_TO_TRAIN]
+)
 LINEAGE_OF = dict(zip(CELLTYPE_TABLE["celltype"], CELLTYPE_TABLE["lineage"]))
 
 
