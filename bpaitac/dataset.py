@@ -39,7 +39,7 @@ from bpaitac.insertions import (
     count_insertions,
     ensure_bam_index,
 )
-from bpaitac.io import InputError, atomic_path
+from bpaitac.io import InputError, atomic_path, check_unique_columns
 from bpaitac.ocr_table import read_ocr_table
 
 log = logging.getLogger(__name__)
@@ -480,9 +480,7 @@ def read_closed_pvalues(
         header = next(csv.reader(fh, delimiter="\t"), [])
     if not header or header[0] != "peak_id":
         raise InputError(f"{path}, line 1: the first column must be named 'peak_id'.")
-    dup = sorted({h for h in header if header.count(h) > 1})
-    if dup:
-        raise InputError(f"{path}, line 1: column(s) {dup} appear more than once; keep one.")
+    check_unique_columns(path, header)
     missing = [ct for ct in celltypes if ct not in header]
     if missing:
         raise InputError(

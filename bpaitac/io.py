@@ -62,6 +62,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def check_unique_columns(path: str | os.PathLike, header: list[str]) -> None:
+    """Raise when a table header repeats a column name (pandas would silently rename it)."""
+    dup = sorted({c for c in header if header.count(c) > 1})
+    if dup:
+        raise InputError(f"{path}, line 1: duplicated column(s) {dup}; keep one column per name.")
+
+
 def setup_logging(log_path: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
     """Log to stderr and, when given, to ``log_path`` (the rule's ``log:`` file)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]

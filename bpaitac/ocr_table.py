@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bpaitac.io import InputError
+from bpaitac.io import InputError, check_unique_columns
 
 PEAK_ID = "ImmGenATAC1219.peakID"
 CHROM = "chrom"
@@ -40,10 +40,8 @@ def read_ocr_table(path: str | os.PathLike, celltypes: Sequence[str]) -> pd.Data
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: OCR table not found; run the simulate or download step first.")
-    header = _raw_header(path)  # pandas would silently rename duplicates to "x.1"
-    dup = sorted({c for c in header if header.count(c) > 1})
-    if dup:
-        raise InputError(f"{path}: duplicated column(s) {dup}; keep one column per name.")
+    header = _raw_header(path)
+    check_unique_columns(path, header)
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise InputError(
