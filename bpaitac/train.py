@@ -39,7 +39,14 @@ import pandas as pd
 import torch
 
 from bpaitac.losses import model_loss, profile_loss, uses_counts, uses_profile
-from bpaitac.models import BpAITAC, build_model, one_hot, save_model, spec_from_config
+from bpaitac.models import (
+    BpAITAC,
+    build_model,
+    count_parameters,
+    one_hot,
+    save_model,
+    spec_from_config,
+)
 from bpaitac.predict import (
     mean_r_across_ocrs,
     mean_r_across_targets,
@@ -349,6 +356,19 @@ class BatchSource:
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The training order of epoch ``epoch``: a permutation drawn from ``(seed, epoch)`` only."""
     return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def train_val_sources(
+    splits: dict, targets: TargetMap | None, device: torch.device, cfg: TrainingConfig
+) -> tuple[BatchSource, BatchSource]:
+    """Batch sources of the train and val splits, preloaded onto ``device`` when they fit."""
+    nbytes = splits["train"].nbytes() + splits["val"].nbytes()
+    preload = choose_preload(cfg, nbytes, device)
+    log.info("training arrays: %.1f MiB, preloaded on %s: %s", nbytes / 2**20, device, preload)
+    return (
+        BatchSource(splits["train"], targets, device, preload),
+        BatchSource(splits["val"], targets, device, preload),
+    )
 
 
 def choose_preload(cfg: TrainingConfig, nbytes: int, device: torch.device) -> bool:
@@ -718,7 +738,7 @@ def train_catalogue_model(
         "%s seed %d: %d parameters, %d targets, loss %s lambda %g, bias %s, bin %d, device %s",
         name,
         seed,
-        sum(p.numel() for p in model.parameters()),
+        count_parameters(model),
         targets.n_tasks,
         loss_name,
         lam,
@@ -726,11 +746,7 @@ def train_catalogue_model(
         spec.bin_size,
         dev,
     )
-    nbytes = splits["train"].nbytes() + splits["val"].nbytes()
-    preload = choose_preload(cfg, nbytes, dev)
-    log.info("training arrays: %.1f MiB, preloaded on %s: %s", nbytes / 2**20, dev, preload)
-    train_src = BatchSource(splits["train"], targets, dev, preload)
-    val_src = BatchSource(splits["val"], targets, dev, preload)
+    train_src, val_src = train_val_sources(splits, targets, dev, cfg)
 
     def loss_fn(logits: torch.Tensor, log_counts: torch.Tensor, batch: Batch) -> torch.Tensor:
         return model_loss(loss_name, lam, logits, log_counts, batch.profile, batch.counts)
@@ -831,14 +847,11 @@ def train_bias_model(
     spec = spec_from_config(arch, 1, 1)
     seed_everything(seed)
     model = build_model(spec).to(dev)
-    nbytes = splits["train"].nbytes() + splits["val"].nbytes()
-    preload = choose_preload(cfg, nbytes, dev)
-    train_src = BatchSource(splits["train"], None, dev, preload)
-    val_src = BatchSource(splits["val"], None, dev, preload)
+    train_src, val_src = train_val_sources(splits, None, dev, cfg)
     log.info(
         "bias model %s: %d parameters, data %s, loss %s, %d train / %d val profiles",
         name,
-        sum(p.numel() for p in model.parameters()),
+        count_parameters(model),
         bias_entry.get("data"),
         kind,
         len(train_src),
