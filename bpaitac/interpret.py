@@ -322,8 +322,15 @@ def run_clusters(
     trim: float = 0.3,
     fdr: float = 0.05,
     max_insert: int = 5,
+    max_seqlets: int = 5000,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """Cluster the seqlets of both models; write memberships, cluster table, MEME and CWMs."""
+    """Cluster the seqlets of both models; write memberships, cluster table, MEME and CWMs.
+
+    Above ``max_seqlets`` seqlets a seeded sample is clustered and the rest assigned to its
+    clusters (:func:`bpaitac.motifs.cluster_seqlets`); ``sampled`` in the membership table
+    marks the clustered seqlets and ``cluster`` -1 the unassigned ones.
+    """
     seqlets = read_tsv(
         seqlets_tsv, ["seqlet", "role", "model", "lineage", "example", "start", "end"]
     )
@@ -342,8 +349,17 @@ def run_clusters(
             f"{seqlets_tsv}: no seqlets in either model; lower interpret.seqlets.z or select "
             "more regions."
         )
-    log10p, _, _, _ = mot.aligned_correlations(mats, mats, min_overlap=min_overlap)
-    seqlets["cluster"] = mot.cluster_by_pvalue(log10p, p_threshold)
+    labels, sample, log10p = mot.cluster_seqlets(
+        mats,
+        p_threshold=p_threshold,
+        min_overlap=min_overlap,
+        max_seqlets=max_seqlets,
+        min_cluster_size=min_cluster_size,
+        seed=seed,
+    )
+    seqlets["cluster"] = labels
+    seqlets["sampled"] = np.isin(np.arange(len(seqlets)), sample)
+    sample_pos = {int(i): k for k, i in enumerate(sample)}
     enr = mot.cluster_enrichment(seqlets["cluster"], seqlets["role"], "profile", "reference")
     sizes = seqlets["cluster"].value_counts()
     enr["n_seqlets"] = enr["cluster"].map(sizes).astype(int)
@@ -367,7 +383,7 @@ def run_clusters(
             flank=flank,
             min_overlap=min_overlap,
             trim=trim,
-            log10p=log10p[np.ix_(members.index, members.index)],
+            medoid=_sampled_medoid(members.index, sample_pos, log10p),
         )
         name = f"cluster_{c}"
         pfms[name], cwms[name] = motif["pfm"], motif["cwm"]
@@ -418,6 +434,16 @@ def run_clusters(
     mot.write_meme(out_meme, pfms)
     _save_npz(out_cwms, **cwms)
     return table
+
+
+def _sampled_medoid(members: pd.Index, sample_pos: Mapping[int, int], log10p: np.ndarray) -> int:
+    """Position in ``members`` of the clustered (sampled) member with the least summed
+    alignment p-value to the other sampled members."""
+    positions = [k for k, i in enumerate(members) if int(i) in sample_pos]
+    rows = [sample_pos[int(members[k])] for k in positions]
+    lp = log10p[np.ix_(rows, rows)]
+    lp = np.minimum(lp, lp.T)
+    return positions[int(np.argmin((10.0**lp).sum(axis=1)))]
 
 
 # --------------------------------------------------------------------------------------------

@@ -146,6 +146,74 @@ def cluster_by_pvalue(log10p: np.ndarray, p_threshold: float) -> np.ndarray:
     return np.array([relabel[c] for c in raw], dtype=int)
 
 
+def cluster_seqlets(
+    mats: Sequence[np.ndarray],
+    *,
+    p_threshold: float,
+    min_overlap: int,
+    max_seqlets: int,
+    min_cluster_size: int,
+    seed: int = 0,
+    chunk: int = 1024,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Complete-linkage clusters of seqlet windows, scaling past ``max_seqlets``.
+
+    Up to ``max_seqlets`` windows are clustered exactly (:func:`cluster_by_pvalue` on the
+    all-pairs alignment p-values, O(n^2) time and memory). Beyond that a seeded random sample
+    of ``max_seqlets`` windows is clustered; every other window joins, by the same complete-
+    linkage rule, the cluster (of at least ``min_cluster_size`` sampled seqlets) whose sampled
+    members it all aligns to with p below ``p_threshold`` (the best such cluster by its
+    largest p-value), and is otherwise left unassigned (label -1). Joining through the single
+    best member instead would let random windows in: the best of many alignments to many
+    members often reaches p < 0.05 by chance.
+    Written by hand because scipy's linkage needs the full distance matrix (~20 GB for the
+    paper's ~50k seqlets) and memelite offers TomTom but no clustering.
+
+    Returns ``(labels, sample, log10p)``: a label per window, the sampled window indices
+    (sorted) and their pairwise log10 p-values.
+    """
+    n = len(mats)
+    if n <= max_seqlets:
+        sample = np.arange(n)
+    else:
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, size=max_seqlets, replace=False))
+    sampled = [mats[i] for i in sample]
+    log10p, _, _, _ = aligned_correlations(sampled, sampled, min_overlap=min_overlap)
+    labels = np.full(n, -1, dtype=int)
+    labels[sample] = cluster_by_pvalue(log10p, p_threshold)
+    if n == len(sample):
+        return labels, sample, log10p
+    sizes = np.bincount(labels[sample])
+    anchors = sample[sizes[labels[sample]] >= min_cluster_size]
+    rest = np.setdiff1d(np.arange(n), sample)
+    log.info(
+        "%d seqlets: clustered a sample of %d; assigning %d more to %d clusters of %d members",
+        n,
+        len(sample),
+        len(rest),
+        int((sizes >= min_cluster_size).sum()),
+        len(anchors),
+    )
+    if len(anchors) == 0:
+        return labels, sample, log10p
+    anchor_mats = [mats[i] for i in anchors]
+    anchor_labels = labels[anchors]
+    clusters = np.unique(anchor_labels)
+    cut = np.log10(p_threshold)
+    for lo in range(0, len(rest), chunk):
+        part = rest[lo : lo + chunk]
+        lp, _, _, _ = aligned_correlations(
+            [mats[i] for i in part], anchor_mats, min_overlap=min_overlap
+        )
+        # Complete linkage: a window's distance to a cluster is its worst member p-value.
+        worst = np.stack([lp[:, anchor_labels == c].max(axis=1) for c in clusters], axis=1)
+        best = worst.argmin(axis=1)
+        hit = worst[np.arange(len(part)), best] < cut
+        labels[part[hit]] = clusters[best[hit]]
+    return labels, sample, log10p
+
+
 # --------------------------------------------------------------------------------------------
 # Windows, cluster motifs
 
@@ -208,18 +276,23 @@ def cluster_motif(
     trim: float,
     pseudocount: float = 1.0,
     log10p: np.ndarray | None = None,
+    medoid: int | None = None,
 ) -> dict:
     """CWM, PFM, consensus and medoid of one cluster of seqlets (both models pooled).
 
     ``members`` are seqlet rows with ``model``, ``example``, ``lineage``, ``start``, ``end``;
     ``hyp[model]`` is (N, K, 4, L), ``onehot`` (N, 4, L); ``log10p`` (optional) the members'
-    pairwise alignment log10 p-values, computed here when not given.
+    pairwise alignment log10 p-values, computed here when not given; ``medoid`` (optional)
+    the position in ``members`` of the seqlet every other member is aligned to (then
+    ``log10p`` is not needed).
     """
     mats = []
     for row in members.itertuples(index=False):
         track = hyp[row.model][row.example, lineage_index[row.lineage]]
         mats.append(window(track, np.arange(row.start - flank, row.end + flank)))
-    if len(mats) > 1:
+    if medoid is not None:
+        pass
+    elif len(mats) > 1:
         lp = log10p
         if lp is None:
             lp, _, _, _ = aligned_correlations(mats, mats, min_overlap=min_overlap)
@@ -259,13 +332,15 @@ def cluster_enrichment(
 ) -> pd.DataFrame:
     """Per cluster: seqlet counts per model and the one-sided Fisher test (profile > reference).
 
+    Seqlets labelled -1 (unassigned) count in the totals but form no cluster.
+
     Returns ``cluster``, ``n_profile``, ``n_reference``, ``odds_ratio``, ``p_value``,
     ``q_value`` (Benjamini-Hochberg over the clusters given).
     """
     tot_p = int((models == profile_model).sum())
     tot_r = int((models == reference_model).sum())
     rows = []
-    for c in sorted(labels.unique()):
+    for c in sorted(c for c in labels.unique() if c >= 0):  # -1: unassigned seqlets
         in_c = labels == c
         n_p = int((in_c & (models == profile_model)).sum())
         n_r = int((in_c & (models == reference_model)).sum())

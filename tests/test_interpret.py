@@ -281,6 +281,41 @@ def test_cluster_motif_rebuilds_planted_consensus_on_both_strands():
     assert res["pfm"].max(axis=0).min() > 0.9
 
 
+def test_sampled_clustering_assigns_the_rest_to_the_same_families():
+    mats, truth = _family_matrices(np.random.default_rng(0), n_per=40)
+    labels, sample, lp = mot.cluster_seqlets(
+        mats, p_threshold=0.05, min_overlap=5, max_seqlets=45, min_cluster_size=3, seed=0
+    )
+    assert len(sample) == 45 and lp.shape == (45, 45)
+    assert np.array_equal(sample, np.sort(sample))
+    # Each family keeps one cluster label, no two families share one, and at least 90% of
+    # the seqlets outside the sample pass the complete-linkage rule to join their family.
+    assigned = labels >= 0
+    table = pd.crosstab(truth[assigned], labels[assigned])
+    assert (table.values > 0).sum(axis=1).tolist() == [1, 1, 1]
+    assert (table.values > 0).sum(axis=0).tolist() == [1, 1, 1]
+    assert assigned.mean() >= 0.9
+
+
+def test_sampled_clustering_is_exact_below_the_cap():
+    mats, _ = _family_matrices(np.random.default_rng(0))
+    lp, _, _, _ = mot.aligned_correlations(mats, mats, min_overlap=5)
+    labels, sample, _ = mot.cluster_seqlets(
+        mats, p_threshold=0.05, min_overlap=5, max_seqlets=len(mats), min_cluster_size=3
+    )
+    assert np.array_equal(sample, np.arange(len(mats)))
+    assert np.array_equal(labels, mot.cluster_by_pvalue(lp, 0.05))
+
+
+def test_cluster_enrichment_counts_unassigned_seqlets_only_in_totals():
+    labels = pd.Series([0] * 10 + [-1] * 10)
+    models = pd.Series(["p"] * 9 + ["r"] + ["p"] * 2 + ["r"] * 8)
+    table = mot.cluster_enrichment(labels, models, "p", "r")
+    assert table["cluster"].tolist() == [0]
+    expected = stats.fisher_exact([[9, 1], [2, 8]], alternative="greater").pvalue
+    np.testing.assert_allclose(table["p_value"].iloc[0], expected)
+
+
 def test_cluster_enrichment_is_fishers_test():
     labels = pd.Series([0] * 10 + [1] * 10)
     models = pd.Series(["p"] * 9 + ["r"] + ["p"] * 2 + ["r"] * 8)
