@@ -129,14 +129,17 @@ def check_window_config(cfg: Mapping) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 
 
-def load_ocrs(path: str | os.PathLike, celltypes: Sequence[str]) -> pd.DataFrame:
-    """The OCR table as ``peak_id``, ``chrom``, ``summit`` (0-based).
+def load_ocrs(
+    path: str | os.PathLike, celltypes: Sequence[str], included_only: bool = False
+) -> pd.DataFrame:
+    """The OCR table as ``peak_id``, ``chrom``, ``summit`` (0-based); with ``included_only``
+    only the OCRs flagged in ``Included.in.systematic.analysis``.
 
     :func:`bpaitac.ocr_table.read_ocr_table` validates it: missing or duplicated columns, a
     cell type without its column, duplicated peak IDs and bad summits raise errors that name
     the file, the column or line, and the fix.
     """
-    table = read_ocr_table(path, list(celltypes))
+    table = read_ocr_table(path, list(celltypes), included_only=included_only)
     return table.loc[:, list(OCR_TSV_COLUMNS)].reset_index(drop=True)
 
 
@@ -164,7 +167,10 @@ def prepare_ocrs(
     ``seq.npy`` (N, window) uint8 and ``ocrs.tsv``. ``out_splits[split] = (seq, tsv)``."""
     window, _ = check_window_config(cfg)
     max_n = float(cfg.get("max_n_fraction", 0.01))
-    ocrs = load_ocrs(table, celltypes)
+    included_only = bool(cfg.get("included_only", False))
+    ocrs = load_ocrs(table, celltypes, included_only=included_only)
+    if included_only:
+        log.info("%s: %d OCRs flagged in Included.in.systematic.analysis", table, len(ocrs))
     lengths = genome_lengths(genome)
     absent = sorted(set(ocrs["chrom"]) - set(lengths))
     if absent:

@@ -20,10 +20,13 @@ from bpaitac.io import InputError, check_unique_columns
 PEAK_ID = "ImmGenATAC1219.peakID"
 CHROM = "chrom"
 SUMMIT = "Summit"
+INCLUDED = "Included.in.systematic.analysis"
+INCLUDED_TRUE = frozenset({"1", "true", "t", "yes", "y"})
+INCLUDED_FALSE = frozenset({"0", "false", "f", "no", "n", ""})
 METADATA_COLUMNS = (
     "mm10.60way.phastCons_scores",
     "_-log10_bestPvalue",
-    "Included.in.systematic.analysis",
+    INCLUDED,
     "TSS",
     "genes.within.100Kb",
 )
@@ -31,11 +34,15 @@ REQUIRED_COLUMNS = (PEAK_ID, CHROM, SUMMIT)
 LEADING_COLUMNS = (*REQUIRED_COLUMNS, *METADATA_COLUMNS)
 
 
-def read_ocr_table(path: str | os.PathLike, celltypes: Sequence[str]) -> pd.DataFrame:
+def read_ocr_table(
+    path: str | os.PathLike, celltypes: Sequence[str], included_only: bool = False
+) -> pd.DataFrame:
     """Read and validate an OCR table; return ``peak_id``, ``chrom``, ``summit`` + cell types.
 
     ``summit`` is 0-based (ImmGen's ``Summit`` is 1-based). Signal columns come back as float64 in
-    the order of ``celltypes``. Errors name the file, the column or line, and the fix.
+    the order of ``celltypes``. ``included_only`` keeps the rows flagged in
+    ``Included.in.systematic.analysis`` (1/0, true/false or yes/no, any case; empty = no).
+    Errors name the file, the column or line, and the fix.
     """
     path = Path(path)
     if not path.exists():
@@ -55,14 +62,26 @@ def read_ocr_table(path: str | os.PathLike, celltypes: Sequence[str]) -> pd.Data
             f"{' ...' if len(absent) > 5 else ''}; column names must match config/celltypes.tsv "
             "exactly (or restrict `celltypes_per_lineage`)."
         )
+    if included_only and INCLUDED not in header:
+        raise InputError(
+            f"{path}: no {INCLUDED} column, which `preprocess.included_only: true` filters on; "
+            "set it to false or use ImmGen's full OCR table."
+        )
+    extra = [INCLUDED] if included_only else []
     table = pd.read_csv(
         path,
-        usecols=[*REQUIRED_COLUMNS, *celltypes],
-        dtype={PEAK_ID: str, CHROM: str},
+        usecols=[*REQUIRED_COLUMNS, *extra, *celltypes],
+        dtype={PEAK_ID: str, CHROM: str, **{c: str for c in extra}},
         keep_default_na=False,
         na_values={c: ["", "NA", "NaN"] for c in [SUMMIT, *celltypes]},
     )
     _check_values(path, table, celltypes)
+    if included_only:
+        table = table[included_flags(path, table[INCLUDED])].reset_index(drop=True)
+        if table.empty:
+            raise InputError(
+                f"{path}: no OCR is flagged in {INCLUDED}; set `preprocess.included_only: false`."
+            )
     out = pd.DataFrame(
         {
             "peak_id": table[PEAK_ID].to_numpy(),
@@ -72,6 +91,20 @@ def read_ocr_table(path: str | os.PathLike, celltypes: Sequence[str]) -> pd.Data
     )
     signal = table.loc[:, list(celltypes)].astype(np.float64)
     return pd.concat([out, signal.reset_index(drop=True)], axis=1)
+
+
+def included_flags(path: str | os.PathLike, values: pd.Series) -> np.ndarray:
+    """Parse the ``Included.in.systematic.analysis`` column to booleans; an unknown value is an
+    error naming the line."""
+    v = values.fillna("").astype(str).str.strip().str.lower()
+    known = v.isin(INCLUDED_TRUE | INCLUDED_FALSE)
+    if not known.all():
+        i = int(np.flatnonzero(~known.to_numpy())[0])
+        raise InputError(
+            f"{path}, line {i + 2}, column {INCLUDED!r}: {values.iloc[i]!r} is not a flag; use "
+            "1/0, true/false or yes/no."
+        )
+    return v.isin(INCLUDED_TRUE).to_numpy()
 
 
 def _raw_header(path: Path) -> list[str]:

@@ -248,6 +248,51 @@ def test_prepare_ocrs_logs_drop_counts(tmp_path, genome, inputs, caplog):
     )
 
 
+def _with_included(path: Path, flags: list[str]) -> Path:
+    """Add an Included.in.systematic.analysis column (one flag per OCR row) to a table."""
+    lines = path.read_text().splitlines()
+    out = [lines[0] + ",Included.in.systematic.analysis"]
+    out += [f"{line},{flag}" for line, flag in zip(lines[1:], flags)]
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def test_prepare_ocrs_keeps_only_included_ocrs(tmp_path, genome, caplog):
+    flags = ["1", "0", "TRUE", "", "yes", "No", "1", "1", "1"]  # P2, P4, P6 excluded
+    table = _with_included(write_ocr_table(tmp_path / "ocrs.csv"), flags)
+    cfg = {**CFG, "included_only": True}
+    with caplog.at_level(logging.INFO):
+        kept = ds.prepare_ocrs(
+            table, genome, CELLTYPES, cfg, tmp_path / "all.tsv", _split_outputs(tmp_path)
+        )
+    assert "6 OCRs flagged in Included.in.systematic.analysis" in caplog.text
+    assert kept["peak_id"].tolist() == [p for p in KEPT if p not in {"P2", "P4", "P6"}]
+    # Off (the default), the flag column is ignored.
+    kept = ds.prepare_ocrs(
+        table, genome, CELLTYPES, CFG, tmp_path / "all.tsv", _split_outputs(tmp_path)
+    )
+    assert kept["peak_id"].tolist() == KEPT
+
+
+def test_included_only_errors_name_the_line_or_the_column(tmp_path, genome):
+    cfg = {**CFG, "included_only": True}
+    table = _with_included(write_ocr_table(tmp_path / "a.csv"), ["1", "1", "maybe"] + ["1"] * 6)
+    with pytest.raises(InputError, match=r"a.csv, line 4, column 'Included.*'maybe' is not a flag"):
+        ds.prepare_ocrs(
+            table, genome, CELLTYPES, cfg, tmp_path / "all.tsv", _split_outputs(tmp_path)
+        )
+    table = write_ocr_table(tmp_path / "b.csv")
+    with pytest.raises(InputError, match="no Included.in.systematic.analysis column"):
+        ds.prepare_ocrs(
+            table, genome, CELLTYPES, cfg, tmp_path / "all.tsv", _split_outputs(tmp_path)
+        )
+    table = _with_included(write_ocr_table(tmp_path / "c.csv"), ["0"] * 9)
+    with pytest.raises(InputError, match="no OCR is flagged"):
+        ds.prepare_ocrs(
+            table, genome, CELLTYPES, cfg, tmp_path / "all.tsv", _split_outputs(tmp_path)
+        )
+
+
 @pytest.mark.parametrize(
     "problem, match",
     [

@@ -51,6 +51,12 @@ wildcard_constraints:
     split="train|val|test",
 
 
+def insertion_output(path):
+    """Per-cell-type insertion arrays: kept, or temp() (~23 GB at paper scale) when
+    `preprocess.keep_insertions` is false."""
+    return path if config["preprocess"]["keep_insertions"] else temp(path)
+
+
 def all_targets():
     """Everything `snakemake` builds by default: inputs, arrays, models, figures."""
     targets = []

@@ -7,6 +7,7 @@ rules), and a missing one is reported with the fix (or built when preprocess.ind
 """
 
 PREPROCESS_SPLITS = ["train", "val", "test"]
+
 PREPROCESS_BIAS_SET_SPLITS = {
     "protein_free": ["train", "val"],
     "closed_ocrs": ["train", "val", "test"],
@@ -17,6 +18,7 @@ PREPROCESS_BIAS_SET_FILES = ["seq.npy", "profile.npy", "windows.tsv"]
 PREPROCESS_PROTEIN_FREE_REPLICATES = config[
     "simulate" if config["source"] == "simulate" else "download"
 ].get("protein_free_replicates", [])
+
 
 TARGET_FUNCTIONS["preprocess"] = lambda: expand(
     "results/{dataset}/data/{split}/{name}",
@@ -61,7 +63,7 @@ rule count_insertions:
         genome="resources/{dataset}/genome.fa",
         fai="resources/{dataset}/genome.fa.fai",
     output:
-        insertions="results/{dataset}/data/insertions/{celltype}.npy",
+        insertions=insertion_output("results/{dataset}/data/insertions/{celltype}.npy"),
     log:
         "logs/{dataset}/preprocess/insertions_{celltype}.log",
     benchmark:
