@@ -1,0 +1,175 @@
+"""How much differential accessibility the simulated demo data holds, and how much models learn.
+
+Prints the mean per-OCR Pearson R across cell types on the test split (the paper's Figure 1b
+metric) for, from most to least informed:
+
+- ``oracle``: the planted accessibility itself (log), against the observed counts: the ceiling
+  that read-sampling noise leaves.
+- ``pwm_scan_ridge``: ridge regression on features scanned with the *planted* PWMs (per motif:
+  log(1 + number of sites within 2 nats of a typical site's score) and log(1 + summed affinity)
+  over the central 400 bp), fitted on the train split: what a linear model that is given the
+  motifs recovers from sequence alone.
+- ``one_layer_cnn``: conv (width 19) + ReLU + global max-pool + linear, trained from scratch
+  (Adam, MSE on log(1 + counts)), best validation epoch: motifs learned from the data.
+- every workflow model with test predictions under ``--models`` (``{model}/seed{n}``).
+
+For the workflow models the script also prints train vs validation loss at the first and last
+epoch of ``history.tsv``: a falling train loss with a rising validation loss is overfitting.
+
+    python benchmarks/demo_learnability.py [--dataset demo] [--epochs 15] [--filters 64]
+
+Needs ``make demo`` (or at least the simulation, preprocessing and training rules) first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from bpaitac.motifs import read_meme
+from bpaitac.predict import mean_r_across_targets
+
+CENTRAL = slice(300, 700)  # planted sites lie around the OCR centre (site_spread_sd 50 bp)
+
+
+def one_hot(seq: np.ndarray) -> torch.Tensor:
+    """(N, L) codes 0..4 (N = 4) -> (N, 4, L) float one-hot."""
+    table = torch.zeros(5, 4)
+    table[:4] = torch.eye(4)
+    return table[torch.from_numpy(seq.astype(np.int64))].transpose(1, 2).contiguous()
+
+
+def log_counts(split: Path) -> np.ndarray:
+    return np.log1p(np.load(split / "counts.npy").astype(np.float64))
+
+
+def pwm_features(seq: np.ndarray, motifs: dict[str, np.ndarray]) -> np.ndarray:
+    """Per motif: log1p(#sites scoring within 2 nats of a typical site) and log1p(summed
+    affinity exp(score - typical)), best strand, central 400 bp."""
+    x = one_hot(seq)
+    feats = []
+    for ppm in motifs.values():
+        p = (ppm + 1e-3) / (ppm + 1e-3).sum(axis=0, keepdims=True)
+        lo = np.log(p / 0.25)
+        typical = float((p * lo).sum())
+        w = torch.from_numpy(np.stack([lo, lo[::-1, ::-1].copy()])).float()  # (2, 4, w)
+        with torch.no_grad():
+            score = nn.functional.conv1d(x, w).amax(dim=1).numpy()[:, CENTRAL] - typical
+        feats.append(np.log1p((score > -2).sum(axis=1)))
+        feats.append(np.log1p(np.exp(np.clip(score, -30, 5)).sum(axis=1)))
+    return np.column_stack(feats)
+
+
+def ridge(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, alpha: float = 1.0):
+    """Ridge regression with an unpenalised intercept (standardised features)."""
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-9
+    a, b = (x_train - mu) / sd, (x_test - mu) / sd
+    coef = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ (y_train - y_train.mean(0)))
+    return b @ coef + y_train.mean(0)
+
+
+def one_layer_cnn(data: Path, filters: int, epochs: int, seed: int) -> tuple[float, float]:
+    """(test R at the best validation epoch, seconds)."""
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    xs = {s: one_hot(np.load(data / s / "seq.npy")) for s in ("train", "val", "test")}
+    ys = {s: torch.from_numpy(log_counts(data / s)).float() for s in ("train", "val", "test")}
+    n_tasks = ys["train"].shape[1]
+    net = nn.Sequential(
+        nn.Conv1d(4, filters, 19, padding=9),
+        nn.ReLU(),
+        nn.AdaptiveMaxPool1d(1),
+        nn.Flatten(),
+        nn.Linear(filters, n_tasks),
+    )
+    with torch.no_grad():
+        net[-1].bias.copy_(ys["train"].mean(0))
+        net[-1].weight.zero_()
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    best_val, best_test = -np.inf, float("nan")
+    for _ in range(epochs):
+        order = torch.randperm(len(xs["train"]))
+        for i in range(0, len(order), 32):
+            idx = order[i : i + 32]
+            loss = ((net(xs["train"][idx]) - ys["train"][idx]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            r_val = mean_r_across_targets(net(xs["val"]).numpy(), ys["val"].numpy())
+            if r_val > best_val:
+                best_val = r_val
+                best_test = mean_r_across_targets(net(xs["test"]).numpy(), ys["test"].numpy())
+    return best_test, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="demo")
+    ap.add_argument("--results", default="results", help="results root of the workflow")
+    ap.add_argument("--resources", default="resources", help="resources root (simulator truth)")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--filters", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data = Path(args.results) / args.dataset / "data"
+    truth = Path(args.resources) / args.dataset / "truth"
+    test = data / "test"
+    if not (test / "counts.npy").exists():
+        raise SystemExit(f"{test}/counts.npy is missing: run `make demo` (or the workflow) first.")
+    y_test = log_counts(test)
+    peaks = pd.read_csv(test / "ocrs.tsv", sep="\t")["peak_id"].to_numpy()
+    celltypes = (test / "celltypes.txt").read_text().split()
+    n_train = len(np.load(data / "train" / "counts.npy", mmap_mode="r"))
+    print(
+        f"dataset {args.dataset}: {n_train} train OCRs, {len(peaks)} test OCRs, "
+        f"{len(celltypes)} cell types"
+    )
+    print("mean per-OCR Pearson R across cell types on the test split")
+    rows: list[tuple[str, float, str]] = []
+    if (truth / "accessibility.tsv").exists():
+        acc = pd.read_csv(truth / "accessibility.tsv", sep="\t", index_col=0)
+        oracle = np.log(acc.loc[peaks, celltypes].to_numpy())
+        rows.append(("oracle", mean_r_across_targets(oracle, y_test), "planted accessibility"))
+    if (truth / "motifs.meme").exists():
+        motifs = read_meme(truth / "motifs.meme")
+        x_train = pwm_features(np.load(data / "train" / "seq.npy"), motifs)
+        x_test = pwm_features(np.load(test / "seq.npy"), motifs)
+        pred = ridge(x_train, log_counts(data / "train"), x_test)
+        rows.append(
+            (
+                "pwm_scan_ridge",
+                mean_r_across_targets(pred, y_test),
+                f"{len(motifs)} planted PWMs given",
+            )
+        )
+    r_cnn, secs = one_layer_cnn(data, args.filters, args.epochs, args.seed)
+    rows.append(("one_layer_cnn", r_cnn, f"F={args.filters}, {args.epochs} epochs, {secs:.0f} s"))
+    models = Path(args.results) / args.dataset / "models"
+    for path in sorted(models.glob("*/seed*/predictions_test.npz")):
+        z = np.load(path, allow_pickle=False)
+        if z["acc_obs"].shape[1] < 2:
+            continue
+        hist = pd.read_csv(path.parent / "history.tsv", sep="\t")
+        note = (
+            f"train loss {hist['train_loss'].iloc[0]:.3f}->{hist['train_loss'].iloc[-1]:.3f}"
+            f", val loss {hist['val_loss'].iloc[0]:.3f}->{hist['val_loss'].iloc[-1]:.3f}"
+            f" over {len(hist)} epochs"
+        )
+        name = f"{path.parent.parent.name}/{path.parent.name}"
+        rows.append((name, mean_r_across_targets(z["acc_pred"], z["acc_obs"]), note))
+    width = max(len(r[0]) for r in rows)
+    for name, r, note in rows:
+        print(f"{name:<{width}}  {r:6.3f}  {note}")
+
+
+if __name__ == "__main__":
+    main()
