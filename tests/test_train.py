@@ -3,6 +3,7 @@
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -374,3 +375,67 @@ def test_bias_set_with_several_tracks_is_rejected(tmp_path, data):
             out_model=tmp_path / "model.pt",
             out_history=tmp_path / "history.tsv",
         )
+
+
+# --------------------------------------------------------------------------------------------
+# The CUDA options (bf16 autocast, torch.compile) exercised on the CPU: the workflow enables them
+# only on CUDA, but the network and the step code must be autocast- and compile-safe anywhere.
+
+
+def _bpaitac_batch(data):
+    split = load_split(data["train"], bias_path=data["train"] / "bias" / "bm.npy")
+    targets = make_targets("celltypes", CELLTYPES, LINEAGE_OF)
+    src = BatchSource(split, targets, torch.device("cpu"), preload=True)
+    return src, targets
+
+
+def _small_model(n_tasks: int):
+    from bpaitac.models import build_model
+
+    torch.manual_seed(0)
+    return build_model({**ARCH, "n_tasks": n_tasks})
+
+
+def test_bf16_autocast_step_and_prediction_run_on_cpu(data):
+    from bpaitac.losses import model_loss
+    from bpaitac.predict import predict_batches
+    from bpaitac.train import make_optimiser, train_step
+
+    src, targets = _bpaitac_batch(data)
+    model = _small_model(targets.n_tasks)
+    batch = src.take(np.arange(8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, log_counts = model(batch.x, batch.bias)
+    # Bias logits span several units: they are added in float32 also under bf16 autocast.
+    assert logits.dtype == torch.float32 and log_counts.dtype == torch.bfloat16
+    eager = predict_batches(model, src.batches(16), with_profile=True, amp=False)
+    mixed = predict_batches(model, src.batches(16), with_profile=True, amp=True)
+    np.testing.assert_allclose(mixed["acc_pred"], eager["acc_pred"], atol=0.05)
+    np.testing.assert_allclose(mixed["profile_jsd"], eager["profile_jsd"], atol=0.02)
+
+    def loss_fn(lg, lc, b):
+        return model_loss("composite_ce", 0.5, lg, lc, b.profile, b.counts)
+
+    before = [p.detach().clone() for p in model.parameters()]
+    optimiser = make_optimiser(model, 1e-3)
+    loss = train_step(model, optimiser, batch, loss_fn, amp=True, grad_clip=1.0)
+    assert torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("cc") is None, reason="torch.compile's CPU backend needs a C compiler"
+)
+def test_compiled_network_matches_eager_on_cpu(data):
+    src, targets = _bpaitac_batch(data)
+    model = _small_model(targets.n_tasks)
+    batch = src.take(np.arange(8))
+    compiled = torch.compile(model)
+    logits, log_counts = model(batch.x, batch.bias)
+    c_logits, c_counts = compiled(batch.x, batch.bias)
+    torch.testing.assert_close(c_logits, logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(c_counts, log_counts, atol=1e-4, rtol=1e-4)
+    (c_logits.logsumexp(-1).sum() + c_counts.sum()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
