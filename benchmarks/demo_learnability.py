@@ -34,6 +34,7 @@ from torch import nn
 
 from bpaitac.motifs import read_meme
 from bpaitac.predict import mean_r_across_targets
+from bpaitac.simulate.motifs import expected_score, log_odds
 
 CENTRAL = slice(300, 700)  # planted sites lie around the OCR centre (site_spread_sd 50 bp)
 
@@ -56,8 +57,7 @@ def pwm_features(seq: np.ndarray, motifs: dict[str, np.ndarray]) -> np.ndarray:
     feats = []
     for ppm in motifs.values():
         p = (ppm + 1e-3) / (ppm + 1e-3).sum(axis=0, keepdims=True)
-        lo = np.log(p / 0.25)
-        typical = float((p * lo).sum())
+        lo, typical = log_odds(p.T).T, expected_score(p.T)  # the simulator's (L, 4) layout
         w = torch.from_numpy(np.stack([lo, lo[::-1, ::-1].copy()])).float()  # (2, 4, w)
         with torch.no_grad():
             score = nn.functional.conv1d(x, w).amax(dim=1).numpy()[:, CENTRAL] - typical

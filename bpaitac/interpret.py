@@ -441,9 +441,7 @@ def _sampled_medoid(members: pd.Index, sample_pos: Mapping[int, int], log10p: np
     alignment p-value to the other sampled members."""
     positions = [k for k, i in enumerate(members) if int(i) in sample_pos]
     rows = [sample_pos[int(members[k])] for k in positions]
-    lp = log10p[np.ix_(rows, rows)]
-    lp = np.minimum(lp, lp.T)
-    return positions[int(np.argmin((10.0**lp).sum(axis=1)))]
+    return positions[mot.medoid_index(log10p[np.ix_(rows, rows)])]
 
 
 # --------------------------------------------------------------------------------------------

@@ -265,6 +265,13 @@ def trim_span(cwm: np.ndarray, fraction: float) -> tuple[int, int]:
     return int(keep[0]), int(keep[-1]) + 1
 
 
+def medoid_index(log10p: np.ndarray) -> int:
+    """Row of the seqlet with the least summed alignment p-value to the others (pairwise
+    ``log10p``, symmetrised by the better direction)."""
+    lp = np.minimum(log10p, log10p.T)
+    return int(np.argmin((10.0**lp).sum(axis=1)))
+
+
 def cluster_motif(
     members: pd.DataFrame,
     hyp: Mapping[str, np.ndarray],
@@ -275,31 +282,25 @@ def cluster_motif(
     min_overlap: int,
     trim: float,
     pseudocount: float = 1.0,
-    log10p: np.ndarray | None = None,
     medoid: int | None = None,
 ) -> dict:
     """CWM, PFM, consensus and medoid of one cluster of seqlets (both models pooled).
 
     ``members`` are seqlet rows with ``model``, ``example``, ``lineage``, ``start``, ``end``;
-    ``hyp[model]`` is (N, K, 4, L), ``onehot`` (N, 4, L); ``log10p`` (optional) the members'
-    pairwise alignment log10 p-values, computed here when not given; ``medoid`` (optional)
-    the position in ``members`` of the seqlet every other member is aligned to (then
-    ``log10p`` is not needed).
+    ``hyp[model]`` is (N, K, 4, L), ``onehot`` (N, 4, L); ``medoid`` (optional) the position in
+    ``members`` of the seqlet every other member is aligned to, found from the members'
+    pairwise alignments when not given (:func:`medoid_index`).
     """
     mats = []
     for row in members.itertuples(index=False):
         track = hyp[row.model][row.example, lineage_index[row.lineage]]
         mats.append(window(track, np.arange(row.start - flank, row.end + flank)))
-    if medoid is not None:
-        pass
-    elif len(mats) > 1:
-        lp = log10p
-        if lp is None:
+    if medoid is None:
+        if len(mats) == 1:
+            medoid = 0
+        else:
             lp, _, _, _ = aligned_correlations(mats, mats, min_overlap=min_overlap)
-        lp = np.minimum(lp, lp.T)
-        medoid = int(np.argmin((10.0**lp).sum(axis=1)))
-    else:
-        medoid = 0
+            medoid = medoid_index(lp)
     _, off, strand, _ = aligned_correlations([mats[medoid]], mats, min_overlap=min_overlap)
     width = mats[medoid].shape[1]
     cwm = np.zeros((4, width))

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from interpret_chain import CT, LINEAGES, run_chain, write_predictions
 from scipy import stats
 
 from bpaitac import attribution as attr
@@ -23,14 +24,6 @@ from bpaitac.models import build_model, one_hot, save_model
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".venv" / "numba-cache"))
 
-CT = pd.DataFrame(
-    {
-        "celltype": ["a1", "a2", "b1", "b2", "c1", "c2"],
-        "lineage": ["A", "A", "B", "B", "C", "C"],
-        "organ": "x",
-    }
-)
-LINEAGES = ["A", "B", "C"]
 MOTIF = "GGGAATTTCC"
 NAMES = {"reference": "AI-TAC", "profile": "bpAI-TAC", "nobias": "no bias"}
 
@@ -508,71 +501,17 @@ def pipeline(tmp_path_factory):
     obs = rng.normal(3, 1, (n, 6)).astype(np.float32)
     files = {}
     for role, noise in (("reference", 1.5), ("profile", 0.3), ("nobias", 0.3)):
-        files[role] = []
-        for seed in (1, 2):
-            path = tmp / f"{role}{seed}.npz"
-            np.savez(
-                path,
-                peak_id=np.array(peaks, dtype=str),
-                targets=np.array(CT["celltype"], dtype=str),
-                acc_pred=(obs + noise * rng.normal(size=obs.shape)).astype(np.float32),
-                acc_obs=obs,
+        files[role] = [
+            write_predictions(
+                tmp / f"{role}{seed}.npz", peaks, obs, obs + noise * rng.normal(size=obs.shape)
             )
-            files[role].append(path)
+            for seed in (1, 2)
+        ]
         save_model(tmp / f"{role}.pt", tiny_model(len(files) * 10), {"name": role})
     crit = attr.RegionCriteria(min_max_accessibility=0, min_cv=0, min_mean_r=0.5, max_regions=5)
     regions = interp.run_regions(files["reference"], files["profile"], crit, tmp / "regions.tsv")
-    deltas = {}
-    for role in ("reference", "profile", "nobias"):
-        out = interp.run_attributions(
-            model_path=tmp / f"{role}.pt",
-            predictions_path=files[role][0],
-            regions_tsv=tmp / "regions.tsv",
-            seq_path=tmp / "seq.npy",
-            ocrs_path=tmp / "ocrs.tsv",
-            celltypes=CT,
-            lineages=LINEAGES,
-            out_npz=tmp / f"attr_{role}.npz",
-            n_shuffles=3,
-            seed=0,
-        )
-        deltas[role] = out["max_abs_delta"]
-    attrs = {r: tmp / f"attr_{r}.npz" for r in ("reference", "profile", "nobias")}
-    seqlets = interp.run_seqlets(attrs, NAMES, tmp / "seqlets.tsv")
-    clusters = interp.run_clusters(
-        seqlets_tsv=tmp / "seqlets.tsv",
-        attributions=attrs,
-        model_names=NAMES,
-        out_seqlets=tmp / "seqlet_clusters.tsv",
-        out_clusters=tmp / "clusters.tsv",
-        out_meme=tmp / "clusters.meme",
-        out_cwms=tmp / "cwms.npz",
-        min_cluster_size=2,
-        max_insert=2,
-    )
-    stats_table = interp.run_insertion(
-        clusters_tsv=tmp / "clusters.tsv",
-        models={r: tmp / f"{r}.pt" for r in ("reference", "profile")},
-        predictions={r: files[r][0] for r in ("reference", "profile")},
-        model_names=NAMES,
-        seq_path=tmp / "seq.npy",
-        celltypes=CT,
-        lineages=LINEAGES,
-        out_effects=tmp / "effects.tsv",
-        out_stats=tmp / "stats.tsv",
-        out_footprints=tmp / "footprints.npz",
-        n_sequences=12,
-        seed=0,
-    )
-    return {
-        "dir": tmp,
-        "regions": regions,
-        "deltas": deltas,
-        "seqlets": seqlets,
-        "clusters": clusters,
-        "stats": stats_table,
-        "attrs": attrs,
-    }
+    chain = run_chain(tmp, files, NAMES, n_sequences=12, min_cluster_size=2, max_insert=2)
+    return {"dir": tmp, "regions": regions, **chain}
 
 
 def test_pipeline_attributions(pipeline):

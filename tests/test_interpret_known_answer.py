@@ -24,23 +24,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from interpret_chain import CT, LINEAGES, run_chain, write_predictions
 
 from bpaitac import attribution as attr
 from bpaitac import interpret as interp
 from bpaitac import motifs as mot
 from bpaitac.models import build_model, save_model
+from bpaitac.simulate.motifs import sample_sites
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".venv" / "numba-cache"))
 
-CT = pd.DataFrame(
-    {
-        "celltype": ["a1", "a2", "b1", "b2", "c1", "c2"],
-        "lineage": ["A", "A", "B", "B", "C", "C"],
-        "organ": "x",
-    }
-)
-LINEAGES = ["A", "B", "C"]
 NAMES = {"reference": "AI-TAC", "profile": "bpAI-TAC"}
 RELEASE = "JASPAR2024"
 SPI1, EBF1 = "MA0080.7", "MA0154.5"
@@ -95,7 +89,7 @@ def sample_site(rng: np.random.Generator, ppm: np.ndarray, min_score: float) -> 
     lo = log_odds(ppm)
     cols = np.arange(ppm.shape[1])
     while True:
-        site = np.array([rng.choice(4, p=c / c.sum()) for c in ppm.T], dtype=np.uint8)
+        site = sample_sites(ppm.T / ppm.sum(axis=0)[:, None], 1, rng)[0]
         if lo[site, cols].sum() >= min_score:
             return site
 
@@ -175,60 +169,12 @@ def known(tmp_path_factory):
                 pred = obs + 0.1 * rng.normal(size=obs.shape)
             else:
                 pred = 2 * obs.mean(axis=1, keepdims=True) - obs
-            path = tmp / f"{role}{seed}.npz"
-            np.savez(
-                path,
-                peak_id=np.array(peaks, dtype=str),
-                targets=np.array(CT["celltype"], dtype=str),
-                acc_pred=pred.astype(np.float32),
-                acc_obs=obs.astype(np.float32),
-            )
-            files[role].append(path)
+            files[role].append(write_predictions(tmp / f"{role}{seed}.npz", peaks, obs, pred))
         save_model(tmp / f"{role}.pt", motif_model(ppms[MOTIF_OF[role]]), {"name": role})
     crit = attr.RegionCriteria(min_max_accessibility=0, min_cv=0, min_mean_r=0.5, max_regions=N_SEQ)
     regions = interp.run_regions(files["reference"], files["profile"], crit, tmp / "regions.tsv")
-    deltas = {}
-    for role in ("reference", "profile"):
-        out = interp.run_attributions(
-            model_path=tmp / f"{role}.pt",
-            predictions_path=files[role][0],
-            regions_tsv=tmp / "regions.tsv",
-            seq_path=tmp / "seq.npy",
-            ocrs_path=tmp / "ocrs.tsv",
-            celltypes=CT,
-            lineages=LINEAGES,
-            out_npz=tmp / f"attr_{role}.npz",
-            n_shuffles=3,
-            seed=0,
-        )
-        deltas[role] = out["max_abs_delta"]
-    attrs = {r: tmp / f"attr_{r}.npz" for r in ("reference", "profile")}
-    seqlets = interp.run_seqlets(attrs, NAMES, tmp / "seqlets.tsv")
-    clusters = interp.run_clusters(
-        seqlets_tsv=tmp / "seqlets.tsv",
-        attributions=attrs,
-        model_names=NAMES,
-        out_seqlets=tmp / "seqlet_clusters.tsv",
-        out_clusters=tmp / "clusters.tsv",
-        out_meme=tmp / "clusters.meme",
-        out_cwms=tmp / "cwms.npz",
-        max_insert=2,
-    )
+    chain = run_chain(tmp, files, NAMES, n_sequences=8, max_insert=2)
     tomtom = interp.run_tomtom(tmp / "clusters.meme", tmp / "tomtom.tsv", release=RELEASE)
-    interp.run_insertion(
-        clusters_tsv=tmp / "clusters.tsv",
-        models={r: tmp / f"{r}.pt" for r in ("reference", "profile")},
-        predictions={r: files[r][0] for r in ("reference", "profile")},
-        model_names=NAMES,
-        seq_path=tmp / "seq.npy",
-        celltypes=CT,
-        lineages=LINEAGES,
-        out_effects=tmp / "effects.tsv",
-        out_stats=tmp / "stats.tsv",
-        out_footprints=tmp / "footprints.npz",
-        n_sequences=8,
-        seed=0,
-    )
     mot.write_meme(tmp / "truth.meme", {f"{SPI1} SPI1": ppms[SPI1], f"{EBF1} EBF1": ppms[EBF1]})
     # Planted activities: both TFs act in lineage A (as the networks do), a little in C.
     pd.DataFrame(
@@ -259,10 +205,10 @@ def known(tmp_path_factory):
         "dir": tmp,
         "sites": sites,
         "regions": regions,
-        "deltas": deltas,
-        "seqlets": seqlets,
+        "deltas": chain["deltas"],
+        "seqlets": chain["seqlets"],
         "members": members,
-        "clusters": clusters,
+        "clusters": chain["clusters"],
         "tomtom": tomtom,
         "truth": truth.set_index("planted_motif"),
     }
