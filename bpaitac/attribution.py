@@ -265,9 +265,13 @@ def deep_shap(
 
     ``x`` is one-hot (N, 4, L) float. ``references`` (N, S, 4, L) default to ``n_shuffles``
     seeded dinucleotide shuffles. Returns hypothetical attributions and convergence deltas.
+    The wrapper runs in eval mode (batch norm is then a fixed affine map, linear for DeepLIFT).
     """
     from tangermeme.deep_lift_shap import deep_lift_shap
 
+    from bpaitac.models import resolve_device
+
+    device = str(resolve_device(device))  # cpu, cuda or auto -> what tangermeme moves to
     if references is None:
         references = references_for(x, n_shuffles, seed)
     wrapper = wrapper.eval()

@@ -523,6 +523,9 @@ def insertion_effects(
     """
     from tangermeme.marginalize import marginalize
 
+    from bpaitac.models import resolve_device
+
+    device = str(resolve_device(device))  # cpu, cuda or auto -> what tangermeme moves to
     y_before, y_after = marginalize(
         model.eval(), background, motif, batch_size=batch_size, device=device
     )

@@ -3,7 +3,7 @@
 Layout (paper Methods, "BpAI-TAC model"):
 
 - **body**: a width-25 convolution with ``F`` filters, then ``D`` dilated residual blocks
-  (width 3, dilation 2, 4, 8, ...), ``x <- x + ReLU(conv(x))``. All body convolutions use
+  (width 3, dilation 2, 4, 8, ...), ``x <- x + ReLU(BN(conv(x)))``. All body convolutions use
   'same' padding, so the length stays 1000.
 - **profile head**: a width-25 convolution with one channel per task, computed only for the
   central 250 bp (positions 375..624), plus the frozen bias model's logits (shared by every
@@ -11,13 +11,21 @@ Layout (paper Methods, "BpAI-TAC model"):
   ablation"; 20 bp bins: 12 bins over the central 240 bp); the softmax over positions is
   applied by the losses (``log_softmax``) and by :meth:`BpAITAC.profile_probs`.
 - **accessibility head**: predicted ``log(1 + total insertions)`` per task, from the full-length
-  body output. ``conv``: 3 x (max-pool 5, conv 3, ReLU) then a linear layer (the paper's head);
+  body output. ``conv``: 3 x (max-pool 5, conv 3, BN, ReLU) then a linear layer (the paper's head);
   ``globpool``: global mean-pool + linear (BPNet-like, *GlobPoolAccHead*); ``max50``: max-pool 50
   + linear (*Max50AccHead*); ``fc``: one fully connected layer on the flattened body
   (*FCAccHead*).
 
-Every nonlinearity is its own ``nn.Module`` instance created in ``__init__`` (no functional
-``relu``/``softmax``), as tangermeme's DeepSHAP requires.
+Batch normalisation (``BN``; ``architectures.<name>.batchnorm``, default on) follows the
+authors' published code (nuriachandra/bpAITAC, ``models/modules.py``: ``ResBlock`` is conv, BN,
+ReLU plus the skip; ``ScalarHeadConvMaxpool`` is max-pool, conv, BN, ReLU); the paper's Methods
+text does not mention it. With ``batchnorm: false`` the BN modules are left out.
+
+Every nonlinearity and every BN is its own ``nn.Module`` instance created in ``__init__`` (no
+functional ``relu``/``softmax``/``batch_norm``), as tangermeme's DeepSHAP requires. BN uses batch
+statistics in ``train()`` mode and its running statistics in ``eval()`` mode: every prediction
+path (validation, test predictions, bias logits, attributions, motif insertion) runs the
+network in eval mode, where BN is a fixed per-channel affine map.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ class ModelSpec:
     bin_size: int = 1
     input_kernel: int = 25
     profile_kernel: int = 25
+    batchnorm: bool = True
     seq_len: int = SEQ_LEN
     profile_len: int = PROFILE_LEN
 
@@ -95,26 +104,37 @@ def one_hot(seq: torch.Tensor) -> torch.Tensor:
 
 
 class DilatedResidualBlock(nn.Module):
-    """``x + ReLU(conv_d(x))`` with a width-3 convolution of dilation ``d`` ('same' padding)."""
+    """``x + ReLU(BN(conv_d(x)))`` with a width-3 convolution of dilation ``d`` ('same' padding).
 
-    def __init__(self, filters: int, dilation: int) -> None:
+    Without ``batchnorm`` the BN is an ``nn.Identity`` (no parameters, no state), so the
+    block is ``x + ReLU(conv_d(x))`` with the same state-dict keys as before BN existed.
+    """
+
+    def __init__(self, filters: int, dilation: int, batchnorm: bool) -> None:
         super().__init__()
         self.conv = nn.Conv1d(filters, filters, 3, dilation=dilation, padding=dilation)
+        self.bn: nn.Module = nn.BatchNorm1d(filters) if batchnorm else nn.Identity()
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.relu(self.conv(x))
+        return x + self.relu(self.bn(self.conv(x)))
 
 
 class ConvAccHead(nn.Module):
-    """The paper's accessibility head: 3 x (max-pool 5, conv 3, ReLU), flatten, linear."""
+    """The paper's accessibility head: 3 x (max-pool 5, conv 3, BN, ReLU), flatten, linear.
 
-    def __init__(self, filters: int, n_tasks: int, seq_len: int) -> None:
+    Without ``batchnorm`` the blocks are (max-pool 5, conv 3, ReLU).
+    """
+
+    def __init__(self, filters: int, n_tasks: int, seq_len: int, batchnorm: bool) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         length = seq_len
         for _ in range(3):
-            layers += [nn.MaxPool1d(5), nn.Conv1d(filters, filters, 3, padding=1), nn.ReLU()]
+            layers += [nn.MaxPool1d(5), nn.Conv1d(filters, filters, 3, padding=1)]
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(filters))
+            layers.append(nn.ReLU())
             length //= 5
         self.layers = nn.Sequential(*layers)
         self.flatten = nn.Flatten()
@@ -165,7 +185,7 @@ class FCAccHead(nn.Module):
 def make_acc_head(spec: ModelSpec) -> nn.Module:
     """The accessibility head named by ``spec.acc_head``."""
     if spec.acc_head == "conv":
-        return ConvAccHead(spec.filters, spec.n_tasks, spec.seq_len)
+        return ConvAccHead(spec.filters, spec.n_tasks, spec.seq_len, spec.batchnorm)
     if spec.acc_head == "globpool":
         return GlobPoolAccHead(spec.filters, spec.n_tasks)
     if spec.acc_head == "max50":
@@ -189,7 +209,10 @@ class BpAITAC(nn.Module):
         self.input_conv = nn.Conv1d(4, f, spec.input_kernel, padding=spec.input_kernel // 2)
         self.input_relu = nn.ReLU()
         self.blocks = nn.Sequential(
-            *[DilatedResidualBlock(f, 2 ** (i + 1)) for i in range(spec.dilated_blocks)]
+            *[
+                DilatedResidualBlock(f, 2 ** (i + 1), spec.batchnorm)
+                for i in range(spec.dilated_blocks)
+            ]
         )
         self.profile_conv = nn.Conv1d(f, spec.n_tasks, spec.profile_kernel)
         self.acc_head = make_acc_head(spec)
@@ -210,6 +233,15 @@ class BpAITAC(nn.Module):
         small data sets. Unscaled He init in the residual branches would instead double the
         activation variance with every block (x512 for the paper's 9 blocks); with the
         ``1 / sqrt(D)`` scaling the whole body grows it by at most e.
+
+        With batch normalisation (the default) the same init is kept, and it is harmless: a
+        convolution followed by BN is scale-invariant (BN divides its weight scale out in train
+        mode, and its running statistics learn that scale for eval mode), so neither He nor the
+        ``1 / sqrt(D)`` factor changes the forward pass; BN (weight 1, bias 0) sets each residual
+        branch to ~unit scale, so the body's variance grows additively, about linearly in D. The
+        weight scale then only sets the relative size of Adam's steps on those weights; for the
+        paper's D = 9 the scaled He std (sqrt(2 / 3F) / 3) is close to PyTorch's default
+        (sqrt(1 / 9F)), the init of the authors' code.
         """
         convs = [self.input_conv]
         convs += [m for m in self.acc_head.modules() if isinstance(m, nn.Conv1d)]
@@ -285,7 +317,11 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def spec_from_config(arch: dict[str, Any], n_tasks: int, bin_size: int = 1) -> ModelSpec:
-    """Combine an ``architectures:`` entry with the task count and bin size of a model."""
+    """Combine an ``architectures:`` entry with the task count and bin size of a model.
+
+    The config's entry has its defaults filled by the schema (train.schema.yaml); the fallbacks
+    here equal those defaults and serve hand-written entries (tests, notebooks).
+    """
     return ModelSpec(
         filters=int(arch["filters"]),
         dilated_blocks=int(arch["dilated_blocks"]),
@@ -294,6 +330,7 @@ def spec_from_config(arch: dict[str, Any], n_tasks: int, bin_size: int = 1) -> M
         bin_size=int(bin_size),
         input_kernel=int(arch.get("input_kernel", 25)),
         profile_kernel=int(arch.get("profile_kernel", 25)),
+        batchnorm=bool(arch.get("batchnorm", True)),
     )
 
 
@@ -310,10 +347,43 @@ def save_model(path: str | os.PathLike, model: BpAITAC, meta: dict[str, Any]) ->
         torch.save(payload, tmp)
 
 
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """The torch device of a config ``device`` value: ``cpu``, ``cuda`` or ``auto``.
+
+    ``auto`` is ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``. ``cuda`` means
+    ``cuda:0``, the first visible GPU: under Slurm, ``CUDA_VISIBLE_DEVICES`` limits a job to the
+    GPU(s) it was allocated, so ``cuda:0`` is the GPU the job was given. ``cuda`` without a
+    visible GPU and unknown names are errors naming the config key. Every entry point that takes
+    a device (training, predictions, bias logits, attributions, motif insertion, bias-model
+    evaluation) resolves it here.
+    """
+    if isinstance(name, torch.device):
+        device = name  # already resolved (a torch.device is never `auto`)
+    elif name == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif name in DEVICES:
+        device = torch.device(name)
+    else:
+        raise ValueError(f"config key `device`: {name!r}; use {', '.join(DEVICES)}.")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "config `device: cuda` but no CUDA device is visible; set `device: auto` or `cpu`, "
+            "or run on a GPU node."
+        )
+    return device
+
+
 def load_model(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[BpAITAC, dict[str, Any]]:
-    """Load a ``model.pt`` written by :func:`save_model`; returns (model in eval mode, spec)."""
+    """Load a ``model.pt`` written by :func:`save_model`; returns (model in eval mode, spec).
+
+    ``device`` is ``cpu``, ``cuda`` or ``auto`` (:func:`resolve_device`).
+    """
+    device = resolve_device(device)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: model file not found; run the training rule first.")
@@ -321,7 +391,10 @@ def load_model(
     if not isinstance(payload, dict) or "state_dict" not in payload or "spec" not in payload:
         raise ValueError(f"{path}: not a bpaitac model file (needs keys state_dict and spec).")
     spec = payload["spec"]
-    model = build_model(spec["model_spec"]).to(device)
+    model_spec = dict(spec["model_spec"])
+    # Files written before `batchnorm` existed hold networks without BN.
+    model_spec.setdefault("batchnorm", False)
+    model = build_model(model_spec).to(device)
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, spec

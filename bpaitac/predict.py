@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from bpaitac.losses import match_bins
-from bpaitac.models import BpAITAC, one_hot
+from bpaitac.models import BpAITAC, one_hot, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ def predict_batches(
     amp: bool = False,
     loss_fn: Any = None,
 ) -> dict[str, np.ndarray | float]:
-    """Run ``model`` over ``batches`` in order; collect accessibility and profile metrics.
+    """Run ``model`` in eval mode over ``batches`` in order; collect accessibility and profile
+    metrics. The model is left in eval mode: training loops switch back with ``train()``.
 
     Returns ``acc_pred`` (N, T), ``acc_obs`` (N, T) (when batches carry counts), and with
     ``with_profile`` ``profile_jsd`` and ``profile_r`` (N, T); with ``loss_fn(logits,
@@ -132,7 +133,11 @@ def bias_logits(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
-    """Profile logits (N, 250) float32 of a one-task, unbinned bias model for sequences (N, L)."""
+    """Profile logits (N, 250) float32 of a one-task, unbinned bias model for sequences (N, L).
+
+    Runs in eval mode; ``device``: cpu, cuda or auto (:func:`bpaitac.models.resolve_device`).
+    """
+    device = resolve_device(device)
     spec = model.spec
     if spec.n_tasks != 1 or spec.bin_size != 1:
         raise ValueError(

@@ -6,6 +6,9 @@ a profile-only loss. Both use :func:`fit`:
 
 - Adam with ``training.learning_rate``; mini-batches of ``training.batch_size`` in an order
   drawn from ``(seed, epoch)`` only, so an epoch is the same whether or not training resumed.
+  With ``training.reverse_complement`` a random half of each epoch's training sequences, also
+  drawn from ``(seed, epoch)`` only, is reverse-complemented (:func:`reverse_complement_batch`);
+  validation and test data never are.
 - Early stopping on a validation metric: the mean across-target Pearson R of the accessibility
   predictions (per OCR, then averaged: "across cell types"), the across-OCR R for one-task
   models, the validation loss when the accessibility head is not trained (``lambda = 1``, bias
@@ -44,6 +47,7 @@ from bpaitac.models import (
     build_model,
     count_parameters,
     one_hot,
+    resolve_device,
     save_model,
     spec_from_config,
 )
@@ -92,6 +96,7 @@ class TrainingConfig:
     preload_max_gb: float = 16.0
     check_every: int = 20
     progress: bool = True
+    reverse_complement: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> TrainingConfig:
@@ -326,8 +331,12 @@ class BatchSource:
     def __len__(self) -> int:
         return len(self.split)
 
-    def take(self, idx: np.ndarray) -> Batch:
-        """The batch of rows ``idx`` (sorted here for locality; order does not change losses)."""
+    def take(self, idx: np.ndarray, flips: np.ndarray | None = None) -> Batch:
+        """The batch of rows ``idx`` (sorted here for locality; order does not change losses).
+
+        ``flips`` (N,) bool, indexed by row: reverse-complement those rows
+        (:func:`reverse_complement_batch`; training augmentation only).
+        """
         idx = np.sort(idx)
         got: dict[str, torch.Tensor] = {}
         if self.preload:
@@ -344,18 +353,62 @@ class BatchSource:
             if counts is not None:
                 counts = counts @ self.mean_matrix.T
         bias = got["bias"].float() if "bias" in got else None
-        return Batch(one_hot(got["seq"]), profile, counts, bias)
+        batch = Batch(one_hot(got["seq"]), profile, counts, bias)
+        return batch if flips is None else reverse_complement_batch(batch, flips[idx])
 
-    def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[Batch]:
-        """Batches over ``order`` (default: all rows in file order)."""
+    def batches(
+        self,
+        batch_size: int,
+        order: np.ndarray | None = None,
+        flips: np.ndarray | None = None,
+    ) -> Iterator[Batch]:
+        """Batches over ``order`` (default: all rows in file order); ``flips`` as in
+        :meth:`take`."""
         order = np.arange(len(self)) if order is None else order
         for start in range(0, len(order), batch_size):
-            yield self.take(order[start : start + batch_size])
+            yield self.take(order[start : start + batch_size], flips)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The training order of epoch ``epoch``: a permutation drawn from ``(seed, epoch)`` only."""
     return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def epoch_flips(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Which of the ``n`` training rows epoch ``epoch`` reverse-complements
+    (``training.reverse_complement``): a random half (``n // 2`` rows), drawn from
+    ``(seed, epoch)`` only, in a stream apart from :func:`epoch_order`'s, so that a resumed
+    epoch flips the same rows as an uninterrupted one."""
+    return np.random.default_rng([seed, epoch, 1]).permutation(n) < n // 2
+
+
+def reverse_complement_batch(batch: Batch, flip: np.ndarray) -> Batch:
+    """``batch`` with the rows where ``flip`` (B,) is true reverse-complemented.
+
+    The one-hot sequence (B, 4, L) is reversed along positions and its channels A,C,G,T
+    complemented (channel ``i`` -> ``3 - i``; an N column is all zeros and stays so, which is
+    base index 4 -> 4); the observed profile (B, T, P) and the bias logits (B, P) are reversed
+    along positions; totals are unchanged. The 250-bp profile window is symmetric in the
+    input (positions 375..624 of 1000 map onto themselves), so reversing it maps an insertion
+    at offset ``i`` to ``P - 1 - i``, the mirrored position on the reverse-complemented
+    sequence. That is exact up to the 1-bp asymmetry of the Tn5 shift (+4 on the plus, -5 on
+    the minus strand; bpaitac.tn5), which reverse-complementing does not mirror.
+    """
+    flip = np.asarray(flip, dtype=bool)
+    if flip.shape != (batch.x.shape[0],):
+        raise ValueError(f"flip mask of shape {flip.shape} for a batch of {batch.x.shape[0]}.")
+    if not flip.any():
+        return batch
+    flip_t = torch.from_numpy(flip).to(batch.x.device)
+
+    def where(t: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+        mask = flip_t.reshape(-1, *([1] * (t.dim() - 1)))
+        return torch.where(mask, flipped, t)
+
+    x = where(batch.x, batch.x.flip(1, 2))  # channels A,C,G,T reversed = complemented
+    profile = where(batch.profile, batch.profile.flip(-1))
+    bias = None if batch.bias is None else where(batch.bias, batch.bias.flip(-1))
+    return Batch(x, profile, batch.counts, bias)
 
 
 def train_val_sources(
@@ -383,18 +436,6 @@ def choose_preload(cfg: TrainingConfig, nbytes: int, device: torch.device) -> bo
 
 
 # --------------------------------------------------------------------------- fitting
-
-
-def resolve_device(name: str) -> torch.device:
-    """``cpu`` or ``cuda``; a clear error when CUDA is asked for but absent."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            "config `device: cuda` but no CUDA device is visible; set `device: cpu` or run on "
-            "a GPU node."
-        )
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"config key `device`: {name!r}; use cpu or cuda.")
-    return torch.device(name)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -562,13 +603,16 @@ def fit(
     while not done():
         epoch = state["epoch"] + 1
         t0 = time.perf_counter()
-        model.train()
+        # Batch norm: batch statistics while training; predict_batches (validation) switches to
+        # eval mode (running statistics), so every epoch switches back here.
+        step_model.train()
         order = epoch_order(len(train), seed, epoch)
+        flips = epoch_flips(len(train), seed, epoch) if cfg.reverse_complement else None
         n_batches = math.ceil(len(order) / cfg.batch_size)
         running = torch.zeros((), device=device)
         seen = 0
         bar = tqdm(
-            train.batches(cfg.batch_size, order),
+            train.batches(cfg.batch_size, order, flips),
             total=n_batches,
             desc=f"{name} epoch {epoch}/{cfg.max_epochs}",
             file=sys.stderr,

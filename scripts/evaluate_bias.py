@@ -30,10 +30,10 @@ log = logging.getLogger("evaluate_bias")
 def evaluate_bias_model() -> None:
     import torch
 
-    from bpaitac.models import load_model
+    from bpaitac.models import load_model, resolve_device
 
     torch.set_num_threads(snakemake.threads)
-    device = snakemake.params.device
+    device = resolve_device(snakemake.params.device)
     model, _ = load_model(snakemake.input.model, device=device)
     name = snakemake.wildcards.bias_model
     predictions, tables = {}, []

@@ -31,9 +31,19 @@ def test_shipped_configs_validate(name):
 
 def test_defaults_are_filled():
     config = validate_config({"dataset": "x", "source": "simulate", "celltypes": "c.tsv"})
-    assert config["device"] == "cpu"
+    assert config["device"] == "auto"
     assert config["threads"] == 2
     assert config["celltypes_per_lineage"] is None
+
+
+def test_architecture_and_training_defaults_are_filled():
+    config = raw()
+    name = next(iter(config["architectures"]))
+    config["architectures"][name].pop("batchnorm", None)
+    config.get("training", {}).pop("reverse_complement", None)
+    config = validate_config(config)
+    assert config["architectures"][name]["batchnorm"] is True  # as the authors' code
+    assert config["training"]["reverse_complement"] is False  # not in the paper
 
 
 def test_bad_enum_names_key_and_allowed_values():

@@ -56,8 +56,9 @@ def motif_model(ppm: np.ndarray, threshold: float = THRESHOLD):
 
     Filter 0 scores the forward strand, filter 1 the reverse strand; the residual block is the
     identity (zero conv), each accessibility-head conv passes channels 0 and 1 through (centre
-    tap), so after the 3 max-pools each of the 8 positions holds the best site score of a
-    125 bp window, and the linear layer sums them for tasks a1 and a2.
+    tap) and every batch norm is the identity (eval mode, fresh running statistics), so after
+    the 3 max-pools each of the 8 positions holds the best site score of a 125 bp window, and
+    the linear layer sums them for tasks a1 and a2.
     """
     model = build_model({"filters": 4, "dilated_blocks": 1, "acc_head": "conv", "n_tasks": 6})
     lo = log_odds(ppm)
@@ -75,6 +76,12 @@ def motif_model(ppm: np.ndarray, threshold: float = THRESHOLD):
         for layer in model.acc_head.layers:
             if isinstance(layer, torch.nn.Conv1d):
                 layer.weight[0, 0, 1] = layer.weight[1, 1, 1] = 1.0
+        # Batch norm (eval mode, running mean 0 and variance 1) as the identity up to
+        # 1 / sqrt(1 + eps): DeepSHAP then also runs through BN modules.
+        for bn in model.modules():
+            if isinstance(bn, torch.nn.BatchNorm1d):
+                bn.weight.fill_(1.0)
+                bn.reset_running_stats()
         lin = model.acc_head.linear
         n_pos = lin.in_features // model.spec.filters  # 8; flatten is channel-major
         a_tasks = np.flatnonzero(CT["lineage"].to_numpy() == "A")

@@ -1,7 +1,11 @@
 """The bpAI-TAC network: shapes, cropping, bias and binning, variants, nonlinearity modules."""
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from bpaitac.models import (
@@ -12,9 +16,12 @@ from bpaitac.models import (
     count_parameters,
     load_model,
     one_hot,
+    resolve_device,
     save_model,
     spec_from_config,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def tiny(**kw) -> BpAITAC:
@@ -44,16 +51,19 @@ def test_output_shapes_for_every_head_and_bin(head, bin_size):
     assert log_counts.shape == (2, 3)
 
 
-def test_paper_scale_parameter_count():
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_paper_scale_parameter_count(batchnorm):
     f, d, t = 300, 9, 90
+    bn = 2 * f if batchnorm else 0  # BN weight and bias per channel
     expected = (
         (4 * 25 * f + f)  # input conv
-        + d * (f * f * 3 + f)  # dilated blocks
+        + d * (f * f * 3 + f + bn)  # dilated blocks
         + (f * t * 25 + t)  # profile head
-        + 3 * (f * f * 3 + f)  # accessibility convs
+        + 3 * (f * f * 3 + f + bn)  # accessibility convs
         + (f * 8 * t + t)  # final linear on 8 positions
     )
-    model = build_model(dict(filters=f, dilated_blocks=d, acc_head="conv", n_tasks=t))
+    spec = dict(filters=f, dilated_blocks=d, acc_head="conv", n_tasks=t, batchnorm=batchnorm)
+    model = build_model(spec)
     assert count_parameters(model) == expected
     assert 4.0e6 < expected < 4.3e6  # "about 4 million parameters"
 
@@ -80,8 +90,45 @@ def test_body_keeps_length_and_is_residual():
     h = model.body(seqs(1))
     assert h.shape == (1, 8, 1000)
     block = model.blocks[0]
-    z = torch.randn(1, 8, 1000)
-    torch.testing.assert_close(block(z), z + torch.relu(block.conv(z)))
+    z = torch.randn(2, 8, 1000)
+    conv = block.conv(z)
+    mean, var = conv.mean((0, 2), keepdim=True), conv.var((0, 2), unbiased=False, keepdim=True)
+    normed = (conv - mean) / torch.sqrt(var + 1e-5)  # train mode: batch statistics
+    torch.testing.assert_close(block(z), z + torch.relu(normed))
+    plain = tiny(batchnorm=False).blocks[0]
+    torch.testing.assert_close(plain(z), z + torch.relu(plain.conv(z)))
+
+
+def test_batchnorm_follows_every_residual_and_accessibility_conv():
+    model = tiny(dilated_blocks=3)
+    assert all(isinstance(b.bn, nn.BatchNorm1d) for b in model.blocks)
+    kinds = [type(m).__name__ for m in model.acc_head.layers]
+    assert kinds == ["MaxPool1d", "Conv1d", "BatchNorm1d", "ReLU"] * 3
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert len(bns) == 3 + 3 and len({id(m) for m in bns}) == 6  # each its own module
+    plain = tiny(dilated_blocks=3, batchnorm=False)
+    assert not [m for m in plain.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert [type(m).__name__ for m in plain.acc_head.layers] == ["MaxPool1d", "Conv1d", "ReLU"] * 3
+    # Without BN the state dict keeps the layout of networks built before BN existed.
+    assert "acc_head.layers.4.weight" in plain.state_dict()
+    assert not any("running" in k for k in plain.state_dict())
+
+
+def test_eval_mode_uses_running_statistics_not_the_batch():
+    model = tiny()
+    x = seqs(6)
+    model.train()
+    model(x)  # updates the running statistics
+    model.eval()
+    with torch.no_grad():
+        logits, acc = model(x)
+        one_logits, one_acc = model(x[:1])
+    torch.testing.assert_close(one_acc, acc[:1])  # independent of the rest of the batch
+    torch.testing.assert_close(one_logits, logits[:1])
+    running = model.blocks[0].bn.running_mean.clone()
+    with torch.no_grad():
+        model(seqs(3, seed=5))
+    assert torch.equal(running, model.blocks[0].bn.running_mean)  # eval never updates them
 
 
 def test_bias_logits_are_added_to_every_task():
@@ -121,12 +168,14 @@ def test_every_nonlinearity_is_its_own_module_called_once(head):
         calls[id(mod)] = calls.get(id(mod), 0) + 1
 
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
-    for m in relus:
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    for m in relus + bns:
         m.register_forward_hook(count)
     model(seqs(1))
     assert len(relus) == 1 + 2 + (3 if head == "conv" else 0)
-    assert sorted(calls.values()) == [1] * len(relus)
-    assert len({id(m) for m in relus}) == len(relus)
+    assert len(bns) == 2 + (3 if head == "conv" else 0)
+    assert sorted(calls.values()) == [1] * (len(relus) + len(bns))
+    assert len({id(m) for m in relus + bns}) == len(relus) + len(bns)
 
 
 def test_accessibility_head_variants_differ_in_size():
@@ -134,7 +183,7 @@ def test_accessibility_head_variants_differ_in_size():
     assert sizes["globpool"] == 8 * 3 + 3
     assert sizes["max50"] == 8 * 20 * 3 + 3
     assert sizes["fc"] == 8 * 1000 * 3 + 3
-    assert sizes["conv"] == 3 * (8 * 8 * 3 + 8) + 8 * 8 * 3 + 3
+    assert sizes["conv"] == 3 * (8 * 8 * 3 + 8 + 2 * 8) + 8 * 8 * 3 + 3  # conv + BN per block
 
 
 @pytest.mark.parametrize("head", ACC_HEADS)
@@ -156,19 +205,59 @@ def test_spec_validation_names_the_config_key():
         tiny()(torch.zeros(1, 4, 500))
 
 
+def test_spec_defaults_match_the_architecture_schema():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/train.schema.yaml").read_text())
+    props = schema["$defs"]["architecture"]["properties"]
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelSpec)}
+    for name, prop in props.items():
+        if "default" in prop and name != "acc_head":  # acc_head is required in ModelSpec
+            assert defaults[name] == prop["default"], name
+    spec = spec_from_config({"filters": 8, "dilated_blocks": 1}, 3)
+    assert spec.batchnorm is True and spec.acc_head == props["acc_head"]["default"]
+    plain = spec_from_config({"filters": 8, "dilated_blocks": 1, "batchnorm": False}, 3)
+    assert plain.batchnorm is False
+
+
 def test_spec_from_config_and_save_load_round_trip(tmp_path):
     spec = spec_from_config({"filters": 8, "dilated_blocks": 1, "acc_head": "max50"}, 5, 5)
     assert spec == ModelSpec(8, 1, "max50", 5, bin_size=5)
     torch.manual_seed(1)
     model = build_model(spec)
+    model(seqs(4))  # train mode: moves the BN running statistics off their initial values
     save_model(tmp_path / "m" / "model.pt", model, {"name": "x", "targets": list("abcde")})
     loaded, meta = load_model(tmp_path / "m" / "model.pt")
     assert meta["name"] == "x" and meta["model_spec"]["bin_size"] == 5
+    assert any(k.endswith("running_var") for k in model.state_dict())
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key])
+    assert not loaded.training  # loaded for prediction: BN from its running statistics
     assert not list((tmp_path / "m").glob(".*tmp*"))  # no temp files left
     with pytest.raises(FileNotFoundError, match="run the training rule"):
         load_model(tmp_path / "missing.pt")
+
+
+def test_model_files_from_before_batchnorm_load_without_it(tmp_path):
+    plain = build_model(dict(filters=8, dilated_blocks=1, acc_head="conv", n_tasks=2,
+                             batchnorm=False))  # fmt: skip
+    save_model(tmp_path / "model.pt", plain, {"name": "old"})
+    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    del payload["spec"]["model_spec"]["batchnorm"]  # as written before the key existed
+    torch.save(payload, tmp_path / "model.pt")
+    loaded, _ = load_model(tmp_path / "model.pt", "auto")
+    assert loaded.spec.batchnorm is False
+
+
+def test_resolve_device_auto_cpu_cuda_and_unknown_names():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto") == torch.device(expected)
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"config key `device`: 'gpu'; use cpu, cuda, auto"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")  # this machine: no GPU
+        with pytest.raises(RuntimeError, match="no CUDA device is visible"):
+            resolve_device("cuda")
 
 
 class _AccessibilityOutput(nn.Module):

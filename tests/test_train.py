@@ -1,6 +1,7 @@
 """Training: targets, batches, outputs per contract, resume after a kill, guards, bias models."""
 
 import dataclasses
+import itertools
 import logging
 import os
 import shutil
@@ -19,13 +20,18 @@ from fixtures import ARCH, CELLTYPES, TABLE, TRAINING, write_bias_set, write_dat
 from bpaitac.models import load_model, one_hot
 from bpaitac.train import (
     HISTORY_COLUMNS,
+    Batch,
     BatchSource,
     SimulatedKill,
     TrainingConfig,
     TrainingDiverged,
+    epoch_flips,
     epoch_order,
     load_split,
     make_targets,
+    resolve_device,
+    reverse_complement_batch,
+    run_identity,
     target_log_means,
     train_bias_model,
     train_catalogue_model,
@@ -69,8 +75,10 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
+    """Same parameters and the same buffers (batch-norm running statistics included)."""
     wa, wb = weights(a), weights(b)
     assert wa.keys() == wb.keys()
+    assert any(k.endswith("running_mean") for k in wa)  # ARCH has batch norm (the default)
     for key in wa:
         assert torch.equal(wa[key], wb[key]), key
 
@@ -140,6 +148,71 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     assert sorted(a) == list(range(50))
     assert not np.array_equal(a, epoch_order(50, seed=3, epoch=2))
     assert not np.array_equal(a, epoch_order(50, seed=4, epoch=1))
+
+
+def test_epoch_flips_are_a_random_half_fixed_by_seed_and_epoch():
+    a = epoch_flips(51, seed=3, epoch=1)
+    assert a.dtype == bool and a.sum() == 25
+    assert np.array_equal(a, epoch_flips(51, seed=3, epoch=1))
+    assert not np.array_equal(a, epoch_flips(51, seed=3, epoch=2))
+    assert not np.array_equal(a, epoch_flips(51, seed=4, epoch=1))
+
+
+def _rc_indices(seq: np.ndarray) -> np.ndarray:
+    """Reverse complement of base indices A,C,G,T,N = 0..4 (N stays N)."""
+    return np.where(seq < 4, 3 - seq, 4)[:, ::-1]
+
+
+def test_reverse_complement_batch_flips_chosen_rows():
+    rng = np.random.default_rng(0)
+    seq = rng.integers(0, 5, size=(4, 1000)).astype(np.uint8)
+    seq[0, :6] = [0, 1, 2, 3, 4, 0]  # A C G T N A
+    profile = torch.from_numpy(rng.poisson(1.0, size=(4, 3, 250)).astype(np.float32))
+    counts, bias = torch.rand(4, 3), torch.randn(4, 250)
+    batch = Batch(one_hot(torch.from_numpy(seq)), profile, counts, bias)
+    flip = np.array([True, False, True, False])
+    rc = reverse_complement_batch(batch, flip)
+    expected_seq = np.where(flip[:, None], _rc_indices(seq), seq)
+    assert torch.equal(rc.x, one_hot(torch.from_numpy(np.ascontiguousarray(expected_seq))))
+    # A<->T, C<->G, N stays N, read from the end
+    assert [int(i) for i in _rc_indices(seq[:1])[0, -6:]] == [3, 4, 0, 1, 2, 3]
+    tail = rc.x[0, :, -6:]  # one-hot of T N A C G T
+    assert tail[:, [0, 2, 3, 4, 5]].argmax(0).tolist() == [3, 0, 1, 2, 3]
+    assert tail[:, 1].sum() == 0 and tail.sum() == 5  # the N column stays all zeros
+    assert torch.equal(rc.profile[0], profile[0].flip(-1))
+    assert torch.equal(rc.profile[1], profile[1])
+    assert torch.equal(rc.bias[2], bias[2].flip(-1)) and torch.equal(rc.bias[3], bias[3])
+    assert rc.counts is counts  # totals do not change
+    twice = reverse_complement_batch(rc, flip)
+    for a, b in [(twice.x, batch.x), (twice.profile, profile), (twice.bias, bias)]:
+        assert torch.equal(a, b)
+    none = reverse_complement_batch(Batch(batch.x, profile, None, None), flip)
+    assert none.bias is None and none.counts is None
+    assert reverse_complement_batch(batch, np.zeros(4, dtype=bool)) is batch
+    with pytest.raises(ValueError, match="flip mask"):
+        reverse_complement_batch(batch, np.ones(3, dtype=bool))
+
+
+def test_batch_source_flips_rows_by_index_whatever_the_batch_order(data):
+    split = load_split(data["train"], bias_path=data["train"] / "bias" / "bm.npy")
+    src = BatchSource(split, None, torch.device("cpu"), preload=True)
+    flips = epoch_flips(len(src), seed=1, epoch=1)
+    idx = np.array([9, 3, 20, 4])
+    plain, flipped = src.take(idx), src.take(idx, flips)
+    for j, row in enumerate(np.sort(idx)):
+        x, prof, b = plain.x[j], plain.profile[j], plain.bias[j]
+        if flips[row]:
+            x, prof, b = x.flip(0, 1), prof.flip(-1), b.flip(-1)
+        assert torch.equal(flipped.x[j], x) and torch.equal(flipped.profile[j], prof)
+        assert torch.equal(flipped.bias[j], b)
+
+
+def test_resolve_device_accepts_auto_and_names_bad_values():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="config key `device`.*'tpu'.*cpu, cuda, auto"):
+        resolve_device("tpu")
 
 
 def test_load_split_errors_name_the_file(tmp_path, data):
@@ -246,18 +319,56 @@ def test_preloaded_and_memory_mapped_batches_train_identically(data, tmp_path):
     assert_same_weights(tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt")
 
 
-def test_resume_after_stop_gives_the_uninterrupted_weights(data, tmp_path, caplog):
+@pytest.mark.parametrize("rc", [False, True], ids=["plain", "reverse_complement"])
+def test_resume_after_stop_gives_the_uninterrupted_weights(data, tmp_path, caplog, rc):
     full, part = tmp_path / "full", tmp_path / "part"
-    run(data, full, entry=BPAITAC)
+    training = {"reverse_complement": rc}
+    run(data, full, entry=BPAITAC, training=training)
     with pytest.raises(SimulatedKill):
-        run(data, part, entry=BPAITAC, stop_after_epochs=1)
+        run(data, part, entry=BPAITAC, training=training, stop_after_epochs=1)
     assert (part / "checkpoint.pt").exists() and not (part / "model.pt").exists()
+    saved = torch.load(part / "checkpoint.pt", weights_only=False)["model"]
+    stats = [k for k in saved if k.endswith(("running_mean", "running_var"))]
+    assert stats and not all(  # batch-norm statistics moved in epoch 1 and are checkpointed
+        torch.equal(saved[k], torch.zeros_like(saved[k]) if "mean" in k else torch.ones_like(
+            saved[k])) for k in stats
+    )  # fmt: skip
     with caplog.at_level(logging.INFO, logger="bpaitac.train"):
-        result = run(data, part, entry=BPAITAC)
+        result = run(data, part, entry=BPAITAC, training=training)
     assert "resuming" in caplog.text and "after epoch 1" in caplog.text
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
-    assert_same_weights(full / "model.pt", part / "model.pt")
+    assert_same_weights(full / "model.pt", part / "model.pt")  # running statistics included
     assert not (part / "checkpoint.pt").exists()
+
+
+def test_reverse_complement_changes_training_and_the_run_identity(data, tmp_path):
+    run(data, tmp_path / "plain", training={"max_epochs": 1})
+    run(data, tmp_path / "rc", training={"max_epochs": 1, "reverse_complement": True})
+    wa, wb = weights(tmp_path / "plain" / "model.pt"), weights(tmp_path / "rc" / "model.pt")
+    assert not torch.equal(wa["input_conv.weight"], wb["input_conv.weight"])
+    cfg = TrainingConfig.from_dict(TRAINING)
+    flipped = dataclasses.replace(cfg, reverse_complement=True)
+    assert run_identity("model", AITAC, cfg) != run_identity("model", AITAC, flipped)
+
+
+def test_batchnorm_trains_in_train_mode_and_predicts_in_eval_mode(data, tmp_path, monkeypatch):
+    import bpaitac.train as train_module
+
+    calls: list[tuple[bool, bool]] = []  # (gradients on, BN in training mode) per forward
+    real_build = train_module.build_model
+
+    def build(spec):
+        model = real_build(spec)
+        model.blocks[0].bn.register_forward_hook(
+            lambda mod, inputs, out: calls.append((torch.is_grad_enabled(), mod.training))
+        )
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", build)
+    run(data, tmp_path, training={"max_epochs": 2})
+    phases = [k for k, _ in itertools.groupby(calls)]
+    # epoch 1 steps, validation, epoch 2 steps (train mode again), validation + test predictions
+    assert phases == [(True, True), (False, False), (True, True), (False, False)]
 
 
 KILL_SCRIPT = """

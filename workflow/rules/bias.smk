@@ -23,7 +23,7 @@ rule train_bias_model:
         "../../envs/train.yaml"
     threads: config["threads"]
     resources:
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=gpu_request(),
     params:
         entry=lambda wc: config["bias_models"][wc.bias_model],
         arch=lambda wc: config["architectures"][config["bias_models"][wc.bias_model]["arch"]],
@@ -52,7 +52,7 @@ rule bias_logits:
         "../../envs/train.yaml"
     threads: config["threads"]
     resources:
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=gpu_request(),
     params:
         device=config["device"],
         batch_size=config["training"]["eval_batch_size"],

@@ -51,6 +51,12 @@ wildcard_constraints:
     split="train|val|test",
 
 
+def gpu_request():
+    """`resources: gpu=` of rules that run a network: 1 for `device: cuda` and `auto` (a
+    Slurm job is then given a GPU, which `auto` uses), 0 for `cpu`."""
+    return 0 if config["device"] == "cpu" else 1
+
+
 def insertion_output(path):
     """Per-cell-type insertion arrays: kept, or temp() (~23 GB at paper scale) when
     `preprocess.keep_insertions` is false."""

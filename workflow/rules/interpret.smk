@@ -42,7 +42,7 @@ rule interpret_attributions:
         "../../envs/interpret.yaml"
     threads: config["threads"]
     resources:
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=gpu_request(),
     params:
         deepshap=INTERPRET.get("deepshap", {}),
         seed=config["seed"],
@@ -125,7 +125,7 @@ rule interpret_insertion:
         "../../envs/interpret.yaml"
     threads: config["threads"]
     resources:
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=gpu_request(),
     params:
         models=lambda wc: INTERPRET_PATHS.roles(),
         insertion=INTERPRET.get("insertion", {}),
@@ -155,7 +155,7 @@ if config["source"] == "simulate":
             "../../envs/interpret.yaml"
         threads: config["threads"]
         resources:
-            gpu=1 if config["device"] == "cuda" else 0,
+            gpu=gpu_request(),
         params:
             models=lambda wc: INTERPRET_PATHS.roles(),
             insertion=INTERPRET.get("insertion", {}),

@@ -28,7 +28,7 @@ rule train_model:
         "../../envs/train.yaml"
     threads: config["threads"]
     resources:
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=gpu_request(),
     params:
         entry=lambda wc: run_entry(CATALOGUE[wc.model]),
         arch=lambda wc: config["architectures"][CATALOGUE[wc.model]["arch"]],
