@@ -11,7 +11,7 @@ import pandas as pd
 import pysam
 import pytest
 import yaml
-from scipy.stats import chisquare
+from scipy.stats import chisquare, spearmanr
 
 from bpaitac.config import ConfigError
 from bpaitac.io import InputError, read_celltypes
@@ -208,33 +208,69 @@ def test_insertion_totals_track_planted_accessibility_at_default_depth(sim, inse
         assert np.all(np.diff(table[c].to_numpy()[order]) >= -1e-6)
 
 
+def _footprint_free_profiles(
+    directory: Path, names: list[str], peaks: list[str], cfg: SimulateConfig
+) -> dict[str, tuple[int, np.ndarray]]:
+    """Per OCR: (region start, expected insertions per fragment (C, W)) without footprints,
+    rebuilt here from the truth tables and docs/simulation.md, step 8: the OCR-wide profile
+    weighted by basal + promoter, plus a Gaussian of sd ``site_opening_sd`` (cut at +-4 sd) on
+    each site weighted by its effect x occupancy (+ half its pair's synergy x both occupancies),
+    times the Tn5 bias, then smoothed by the pairing of insertions into fragments."""
+    sites = pd.read_csv(directory / "truth" / "sites.tsv", sep="\t", keep_default_na=False)
+    sites = sites[sites.peak_id.isin(peaks)]
+    occ = pd.read_csv(directory / "truth" / "occupancy.tsv", sep="\t", index_col=0)[names]
+    effects = pd.read_csv(directory / "truth" / "effects.tsv", sep="\t", index_col=0)[names]
+    ocrs = pd.read_csv(directory / "truth" / "ocrs.tsv", sep="\t", index_col=0)
+    with pysam.FastaFile(str(directory / "genome.fa")) as fa:
+        codes = {c: genome.encode(fa.fetch(c)) for c in fa.references}
+    _, weights = bias.read_bias_table(directory / "truth" / "tn5_bias.tsv")
+    synergy = {"+".join(p.motifs): p.synergy for p in cfg.pairs}
+    weight = effects.loc[sites.motif].to_numpy() * occ.loc[sites.site_id].to_numpy()
+    for _, grp in sites[sites.pair_id != ""].groupby("pair_id"):
+        rows = [sites.index.get_loc(i) for i in grp.index]
+        extra = 0.5 * synergy[grp.pair.iloc[0]] * np.prod(occ.loc[grp.site_id].to_numpy(), axis=0)
+        weight[rows] += extra
+    half, sd = cfg.ocr_region_halfwidth, cfg.site_opening_sd
+    radius = int(np.ceil(4 * sd))
+    x = np.arange(2 * half)
+    pmf = reads.fragment_length_pmf(cfg.fragment_length)
+    out = {}
+    for peak in peaks:
+        row = ocrs.loc[peak]
+        start = int(row.centre) - half
+        shape = cfg.shape_flank + np.exp(-0.5 * ((x - half) / row.shape_sd) ** 2)
+        ocr_wide = cfg.basal_accessibility + cfg.promoter_accessibility * bool(row.promoter)
+        mix = np.tile(ocr_wide * shape / shape.sum(), (len(names), 1))
+        kernel_mass = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sd) ** 2).sum()
+        here = np.flatnonzero((sites.peak_id == peak).to_numpy())
+        for i in here:
+            d = x - ((sites.start.iloc[i] + sites.end.iloc[i]) // 2 - start)
+            k = np.where(np.abs(d) <= radius, np.exp(-0.5 * (d / sd) ** 2), 0.0) / kernel_mass
+            mix += cfg.site_opening_weight * weight[i][:, None] * k[None, :]
+        codes_c = codes[row.chrom][start - 10 : start + 2 * half + 10]
+        b = np.exp(bias.log_bias(codes_c, weights)[10:-10].astype(float))
+        out[peak] = (start, np.stack([reads.pair_insertion_profile(m * b, pmf) for m in mix]))
+    return out
+
+
 def _footprint_ratios(
     directory: Path, names: list[str], motif: str, cfg: SimulateConfig
 ) -> tuple[float, float]:
     """Observed / footprint-free expected insertions over the core of a motif's sites, relative
     to the same ratio over its flanks: (bound sites, unbound sites), summed over cell types.
 
-    The footprint-free expectation is the planted OCR shape x the Tn5 bias around each site,
-    scaled to the insertions observed in the window, so bias on the motif itself cancels.
+    The footprint-free expectation (:func:`_footprint_free_profiles`: OCR-wide profile plus the
+    opening around every site, x the Tn5 bias, paired into fragments) is scaled to the
+    insertions observed in the window, so bias on the motif and the opening cancel.
     """
     sites = pd.read_csv(directory / "truth" / "sites.tsv", sep="\t", keep_default_na=False)
     sites = sites[sites.motif == motif]
     occ = pd.read_csv(directory / "truth" / "occupancy.tsv", sep="\t", index_col=0)
     occ = occ.loc[sites.site_id, names].to_numpy()
-    ocrs = pd.read_csv(directory / "truth" / "ocrs.tsv", sep="\t", index_col=0)
-    with pysam.FastaFile(str(directory / "genome.fa")) as fa:
-        codes = {c: genome.encode(fa.fetch(c)) for c in fa.references}
-    _, weights = bias.read_bias_table(directory / "truth" / "tn5_bias.tsv")
+    profiles = _footprint_free_profiles(directory, names, list(sites.peak_id.unique()), cfg)
     radius = 60
     x = np.arange(-radius, radius + 1)
     centre = ((sites.start + sites.end) // 2).to_numpy()
-    null = np.zeros((len(sites), len(x)))
-    for i, (chrom, mid, peak) in enumerate(zip(sites.chrom, centre, sites.peak_id)):
-        pos = mid + x
-        log_b = bias.log_bias(codes[chrom][pos[0] - 10 : pos[-1] + 11], weights)[10:-10]
-        d = (pos - ocrs.loc[peak, "centre"]) / ocrs.loc[peak, "shape_sd"]
-        null[i] = (cfg.shape_flank + np.exp(-0.5 * d**2)) * np.exp(log_b)
-    null /= null.sum(axis=1, keepdims=True)
     minus = (sites.strand == "-").to_numpy()
     half = int((sites.end - sites.start).iloc[0]) // 2
     core = np.abs(x) <= half
@@ -244,7 +280,10 @@ def _footprint_ratios(
         ins = simbam.read_insertions(directory / "bams" / f"{c}.bam")
         cov = coverage(ins, cfg.chrom_sizes)
         obs = np.stack([cov[ch][m + x] for ch, m in zip(sites.chrom, centre)])
-        exp = obs.sum(axis=1, keepdims=True) * null
+        null = np.stack(
+            [profiles[p][1][j, m + x - profiles[p][0]] for p, m in zip(sites.peak_id, centre)]
+        )
+        exp = obs.sum(axis=1, keepdims=True) * null / null.sum(axis=1, keepdims=True)
         obs[minus], exp[minus] = obs[minus, ::-1], exp[minus, ::-1]
         for key, mask in (("bound", occ[:, j] > 0.7), ("unbound", occ[:, j] < 0.1)):
             sums[key] += [obs[mask].sum(axis=0), exp[mask].sum(axis=0)]
@@ -264,14 +303,85 @@ def test_footprints_over_bound_sites_only(sim, tmp_path):
         assert bound < most, (motif, bound)
         assert 0.8 < unbound < 1.25, (motif, unbound)
     # the same genome and occupancies without footprints: bound sites look like unbound ones
+    # (this also checks the footprint-free expectation, opening around bound sites included)
     flat = tmp_path / "flat"
-    simulate_dataset(_tiny_cfg(footprint_strength=0.0), _celltypes(), 0, flat, threads=2)
+    flat_cfg = _tiny_cfg(footprint_strength=0.0)
+    simulate_dataset(flat_cfg, _celltypes(), 0, flat, threads=2)
     for motif in ("CTCF", "SPI1"):
-        bound, unbound = _footprint_ratios(flat, names, motif, cfg)
+        bound, unbound = _footprint_ratios(flat, names, motif, flat_cfg)
         assert 0.8 < bound < 1.25 and 0.8 < unbound < 1.25, (motif, bound, unbound)
 
 
+def _near_site_fraction(directory: Path, names: list[str], motif: str, within: int = 50):
+    """Per cell type: the fraction of an OCR's insertions (expected per fragment, background
+    excluded) within ``within`` bp of the centres of its ``motif`` sites, averaged over OCRs."""
+    z = np.load(directory / "truth" / "expected_rates.npz")
+    assert list(z["celltypes"]) == names
+    per_fragment = z["insertions_per_fragment"]
+    row = {p: i for i, p in enumerate(z["peak_id"])}
+    sites = pd.read_csv(directory / "truth" / "sites.tsv", sep="\t", keep_default_na=False)
+    x = np.arange(per_fragment.shape[2])
+    fractions = []
+    for peak, grp in sites[sites.motif == motif].groupby("peak_id"):
+        k = row[peak]
+        mids = ((grp.start + grp.end) // 2 - z["start"][k]).to_numpy()
+        near = (np.abs(x[:, None] - mids[None, :]) <= within).any(axis=1)
+        fractions.append(per_fragment[k][:, near].sum(axis=1) / per_fragment[k].sum(axis=1))
+    assert len(fractions) >= 20, f"too few OCRs with {motif} sites"
+    return np.mean(fractions, axis=0)
+
+
+@pytest.fixture(scope="module")
+def opening(tmp_path_factory):
+    """The tiny dataset with expected rates for every OCR, with and without site opening."""
+    out = {}
+    for key, weight in (("on", 1.0), ("off", 0.0)):
+        path = tmp_path_factory.mktemp(f"opening_{key}")
+        cfg = _tiny_cfg(
+            truth_ocrs=_config("tiny.yaml")["simulate"]["n_ocrs"], site_opening_weight=weight
+        )
+        simulate_dataset(cfg, _celltypes(), 0, path, threads=2)
+        out[key] = path
+    return out
+
+
+def test_profiles_open_around_sites_of_active_tfs(opening):
+    """Insertions concentrate around a TF's sites in the cell types where it is active: the
+    fraction of an OCR's insertions within 50 bp of its sites rises with the TF's activity across
+    cell types. Without site opening (site_opening_weight: 0) only footprints depend on binding,
+    and they lower that fraction. (EBF1 is left out: its B-module partners SPI1, PAX5, ETS1 and
+    IRF8 are all active in B cells too, so opening spreads over every site of those OCRs.)"""
+    names = list(_celltypes()["celltype"])
+    act = pd.read_csv(opening["on"] / "truth" / "activity.tsv", sep="\t", index_col=0)[names]
+    for motif in ("SPI1", "TCF7", "GATA3", "ETS1"):
+        on = spearmanr(act.loc[motif], _near_site_fraction(opening["on"], names, motif))[0]
+        off = spearmanr(act.loc[motif], _near_site_fraction(opening["off"], names, motif))[0]
+        assert on > 0.5, (motif, on)
+        assert off < 0, (motif, off)
+
+
 # ----------------------------------------------------------------------------- exact sampler
+
+
+def test_site_kernels_match_a_direct_sum(monkeypatch):
+    """The vectorised opening-kernel scatter (grouped windows, edge sites base by base) equals
+    a direct sum over sites and bases, the kernel cut at the region ends."""
+    monkeypatch.setattr(reads, "SITE_CHUNK", 2)
+    rng = np.random.default_rng(0)
+    n, width = 5, 400
+    kernel = reads.opening_kernel(20.0)
+    assert kernel.sum() == pytest.approx(1.0) and len(kernel) == 2 * 80 + 1
+    ocr = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    col = np.array([10, 200, 230, 5, 300, 120, 390, 100, 150, 200, 380])
+    weight = rng.uniform(0, 2, len(ocr))
+    got = np.zeros((n, width))
+    reads.add_site_kernels(got, reads.site_windows(ocr, col, (n, width), kernel), weight)
+    want = np.zeros((n, width))
+    for o, c, w in zip(ocr, col, weight):
+        for j, kj in zip(range(-80, 81), kernel):
+            if 0 <= c + j < width:
+                want[o, c + j] += w * kj
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
 
 
 def _rates(rng, n_seg, width):
@@ -436,6 +546,8 @@ def test_same_seed_same_data_any_thread_count(sim, tmp_path):
     name = sim["celltypes"][3]
     for rel in (f"bams/{name}.bam", "protein_free/rep1.bam"):
         assert _bam_records(again / rel) == _bam_records(sim["dir"] / rel), rel
+    rates = [np.load(d / "truth" / "expected_rates.npz")["rate"] for d in (again, sim["dir"])]
+    assert np.array_equal(*rates)
     other = tmp_path / "other"
     simulate_dataset(_tiny_cfg(), _celltypes(), seed=1, outdir=other, threads=2)
     assert (other / "ocrs.csv").read_bytes() != (sim["dir"] / "ocrs.csv").read_bytes()

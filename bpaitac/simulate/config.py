@@ -308,6 +308,9 @@ class SimulateConfig:
     celltype_effect_sd: float = 0.3
     basal_accessibility: float = 0.02
     ocr_scale_sd: float = 0.3
+    site_opening_sd: float = 50.0
+    site_opening_weight: float = 1.0
+    ocr_wide_weight: float = 1.0
     footprint_strength: float = 1.0
     footprint_pad: int = 3
     footprint_flank_width: int = 10
@@ -433,6 +436,9 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "celltype_effect_sd": (0.0, None),
     "basal_accessibility": (0.0, None),
     "ocr_scale_sd": (0.0, None),
+    "site_opening_sd": (1.0, None),
+    "site_opening_weight": (0.0, None),
+    "ocr_wide_weight": (0.0, None),
     "footprint_strength": (0.0, None),
     "footprint_pad": (0, None),
     "footprint_flank_width": (0, None),

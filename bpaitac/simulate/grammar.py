@@ -10,7 +10,9 @@
   TF's concentration ``a`` in units of the typical site's dissociation constant).
 - Accessibility = OCR scale x (basal + sum of site effects x occupancy + cooperative synergy x
   product of partner occupancies + promoter constant); site effects carry cell-type-specific
-  log-normal modulation.
+  log-normal modulation. Each site's share of it (:func:`site_contributions`, a pair's synergy
+  split over its two sites) also weights the chromatin it opens around itself (the Tn5 profile,
+  :mod:`bpaitac.simulate.reads`).
 """
 
 from __future__ import annotations
@@ -296,6 +298,29 @@ def occupancy(sites: SiteSet, activity: np.ndarray) -> np.ndarray:
     return expit(log_a[sites.motif] + sites.log_affinity[:, None])
 
 
+def site_contributions(
+    sites: SiteSet, occ: np.ndarray, effects: np.ndarray, pairs: Sequence[PairSpec]
+) -> np.ndarray:
+    """Each site's share (S, C) of its OCR's accessibility (before the OCR scale):
+    ``e_TF,c occ_i,c``, plus half of its cooperative pair's ``synergy occ_a,c occ_b,c``."""
+    contrib = effects[sites.motif] * occ
+    paired = np.flatnonzero(sites.pair >= 0)
+    if len(paired):
+        order = paired[np.argsort(sites.pair[paired], kind="stable")]
+        first, second = order[0::2], order[1::2]
+        synergy = np.array([pairs[k].synergy for k in sites.pair_spec[first]])
+        half = 0.5 * synergy[:, None] * occ[first] * occ[second]
+        contrib[first] += half
+        contrib[second] += half
+    return contrib
+
+
+def ocr_wide_accessibility(ocrs: OCRSet, basal: float, promoter_accessibility: float) -> np.ndarray:
+    """The part (N,) of accessibility (before the OCR scale) that no single site causes:
+    ``basal`` plus the promoter constant."""
+    return basal + promoter_accessibility * ocrs.promoter.astype(float)
+
+
 def accessibility(
     ocrs: OCRSet,
     sites: SiteSet,
@@ -305,18 +330,13 @@ def accessibility(
     basal: float,
     promoter_accessibility: float,
 ) -> np.ndarray:
-    """Planted accessibility (N, C): relative expected fragments of each OCR in each cell type."""
+    """Planted accessibility (N, C): relative expected fragments of each OCR in each cell type,
+    ``scale_o`` x (OCR-wide part + the sum of its sites' :func:`site_contributions`)."""
     n, c = len(ocrs), occ.shape[1]
     drive = np.zeros((n, c))
-    np.add.at(drive, sites.ocr, effects[sites.motif] * occ)
-    paired = np.flatnonzero(sites.pair >= 0)
-    if len(paired):
-        order = paired[np.argsort(sites.pair[paired], kind="stable")]
-        first, second = order[0::2], order[1::2]
-        synergy = np.array([pairs[k].synergy for k in sites.pair_spec[first]])
-        np.add.at(drive, sites.ocr[first], synergy[:, None] * occ[first] * occ[second])
-    drive += promoter_accessibility * ocrs.promoter[:, None]
-    return ocrs.scale[:, None] * (basal + drive)
+    np.add.at(drive, sites.ocr, site_contributions(sites, occ, effects, pairs))
+    drive += ocr_wide_accessibility(ocrs, basal, promoter_accessibility)[:, None]
+    return ocrs.scale[:, None] * drive
 
 
 def sites_table(

@@ -1,7 +1,15 @@
 """Tn5 insertion rates and the exact paired-insertion fragment sampler.
 
-Per-base insertion rate in an OCR (cell type c): ``rate(x) = shape(x) * footprint_c(x) * b(x)``
-with ``b`` the Tn5 sequence bias (:mod:`bpaitac.simulate.bias`). A fragment is a pair of
+Per-base insertion rate in an OCR (cell type c):
+
+``rate_c(x) = [w_ocr * shape(x) + sum_i a_i,c * k(x - centre_i)] * footprint_c(x) * b(x)``
+
+with ``shape`` the broad OCR-wide profile and ``k`` the opening kernel around each planted site,
+both normalised to unit mass (:func:`ocr_density`, :func:`opening_kernel`), ``a_i,c`` site i's
+share of the OCR's accessibility in cell type c and ``w_ocr`` the OCR-wide share
+(:mod:`bpaitac.simulate.grammar`), ``footprint_c`` the occupancy-scaled footprints
+(:func:`footprint_factor`) and ``b`` the Tn5 sequence bias (:mod:`bpaitac.simulate.bias`).
+:func:`celltype_rate` assembles it for all OCRs of one cell type. A fragment is a pair of
 insertions ``l < r`` and is drawn with probability
 
 ``P(l, r) ∝ rate(l) * L(r - l) * rate(r)``,   both ends inside the same segment,
@@ -23,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import maximum_filter1d
 from scipy.signal import oaconvolve
 from scipy.stats import norm
@@ -57,6 +66,91 @@ def ocr_shape(offsets: np.ndarray, width: np.ndarray, flank: float) -> np.ndarra
     return flank + np.exp(-0.5 * (offsets[None, :] / width[:, None]) ** 2)
 
 
+def ocr_density(offsets: np.ndarray, width: np.ndarray, flank: float) -> np.ndarray:
+    """:func:`ocr_shape` normalised to unit mass over each OCR region (N, W)."""
+    shape = ocr_shape(offsets, width, flank)
+    shape /= shape.sum(axis=1, keepdims=True)
+    return shape
+
+
+def opening_kernel(sd: float, radius_sd: float = 4.0) -> np.ndarray:
+    """Gaussian of sd ``sd`` over integer offsets -R..R (R = ceil(radius_sd x sd)), unit mass."""
+    radius = int(np.ceil(radius_sd * sd))
+    x = np.arange(-radius, radius + 1)
+    k = np.exp(-0.5 * (x / sd) ** 2)
+    return k / k.sum()
+
+
+@dataclass
+class SiteWindows:
+    """Where each site's opening kernel lands in the (N, W) array of OCR regions.
+
+    Sites whose kernel fits inside their region are split into groups of at most
+    ``SITE_CHUNK`` sites and at most one site per OCR, so that each group's kernels are added
+    with one vectorised assignment to non-overlapping windows; the few sites whose kernel
+    reaches past a region end are added base by base (the part outside the region is dropped).
+    """
+
+    row: np.ndarray  # (S,) OCR index
+    col: np.ndarray  # (S,) column of the site centre within its OCR region
+    groups: list[np.ndarray]  # indices of interior sites; the OCRs within a group are distinct
+    edge_pos: np.ndarray  # flat positions covered by the kernels of edge sites
+    edge_site: np.ndarray  # the edge site of each entry of edge_pos
+    edge_kernel: np.ndarray  # the kernel value at each entry of edge_pos
+    kernel: np.ndarray  # (2R + 1,) unit-mass opening kernel
+    shape: tuple[int, int]  # (N, W)
+
+
+SITE_CHUNK = 2048
+"""Sites per vectorised kernel assignment (bounds the temporary to SITE_CHUNK x kernel size)."""
+
+
+def site_windows(
+    ocr: np.ndarray, col: np.ndarray, shape: tuple[int, int], kernel: np.ndarray
+) -> SiteWindows:
+    """Index sites (OCR ``ocr``, centre column ``col``) for :func:`add_site_kernels`."""
+    ocr = np.asarray(ocr, dtype=np.int64)
+    col = np.asarray(col, dtype=np.int64)
+    width = shape[1]
+    radius = (len(kernel) - 1) // 2
+    order = np.argsort(ocr, kind="stable")
+    first = np.searchsorted(ocr[order], ocr[order], side="left")
+    rank = np.empty(len(ocr), dtype=np.int64)
+    rank[order] = np.arange(len(ocr)) - first
+    interior = (col - radius >= 0) & (col + radius < width)
+    groups = []
+    for r in np.unique(rank[interior]):
+        members = np.flatnonzero(interior & (rank == r))
+        groups.extend(np.array_split(members, -(-len(members) // SITE_CHUNK)))
+    edge = np.flatnonzero(~interior)
+    offs = np.arange(-radius, radius + 1)
+    cols = col[edge, None] + offs[None, :]
+    valid = (cols >= 0) & (cols < width)
+    pos = ocr[edge, None] * width + cols
+    return SiteWindows(
+        row=ocr,
+        col=col,
+        groups=groups,
+        edge_pos=pos[valid],
+        edge_site=np.broadcast_to(edge[:, None], cols.shape)[valid],
+        edge_kernel=np.broadcast_to(kernel[None, :], cols.shape)[valid],
+        kernel=kernel,
+        shape=shape,
+    )
+
+
+def add_site_kernels(out: np.ndarray, win: SiteWindows, weight: np.ndarray) -> None:
+    """``out += sum_i weight_i k(x - centre_i)`` over every OCR region (``out`` (N, W),
+    C-contiguous)."""
+    radius = (len(win.kernel) - 1) // 2
+    # windows[o, j] is out[o, j : j + 2R + 1], the kernel's support around column j + R
+    windows = sliding_window_view(out, len(win.kernel), axis=1, writeable=True)
+    for g in win.groups:
+        windows[win.row[g], win.col[g] - radius] += weight[g, None] * win.kernel[None, :]
+    if len(win.edge_pos):
+        np.add.at(out.reshape(-1), win.edge_pos, weight[win.edge_site] * win.edge_kernel)
+
+
 @dataclass
 class FootprintIndex:
     """Where each site's footprint acts in a flat rate vector (one entry per affected base)."""
@@ -65,6 +159,8 @@ class FootprintIndex:
     site: np.ndarray  # site index
     core: np.ndarray  # True over the protected core, False over the enriched flanks
     size: int  # length of the rate vector
+    unique: np.ndarray  # the distinct positions in ``pos`` (sorted)
+    inverse: np.ndarray  # pos == unique[inverse]
 
 
 def footprint_index(
@@ -88,18 +184,47 @@ def footprint_index(
         core.extend([np.ones(len(c), bool), np.zeros(len(f), bool)])
     p, s_, k = np.concatenate(pos), np.concatenate(site), np.concatenate(core)
     keep = (p >= 0) & (p < size)
-    return FootprintIndex(p[keep], s_[keep], k[keep], size)
+    unique, inverse = np.unique(p[keep], return_inverse=True)
+    return FootprintIndex(p[keep], s_[keep], k[keep], size, unique, inverse.ravel())
 
 
-def log_footprint(
+def footprint_factor(
     index: FootprintIndex, occ: np.ndarray, depth: np.ndarray, gain: np.ndarray
 ) -> np.ndarray:
-    """``log footprint(x)`` over the rate vector for site occupancies ``occ`` (S,):
-    ``1 - occ * depth`` over each core, ``1 + occ * gain`` over each flank (multiplied)."""
+    """``footprint(x)`` at ``index.unique`` for site occupancies ``occ`` (S,): the product of
+    ``1 - occ * depth`` over each core and ``1 + occ * gain`` over each flank (1 elsewhere)."""
     o = occ[index.site]
     d = np.minimum(depth[index.site], MAX_FOOTPRINT_DEPTH)
     vals = np.where(index.core, np.log1p(-o * d), np.log1p(o * gain[index.site]))
-    return np.bincount(index.pos, weights=vals, minlength=index.size)
+    return np.exp(np.bincount(index.inverse, weights=vals, minlength=len(index.unique)))
+
+
+def celltype_rate(
+    density: np.ndarray,
+    ocr_weight: np.ndarray,
+    windows: SiteWindows,
+    site_weight: np.ndarray,
+    bias: np.ndarray,
+    fp_index: FootprintIndex,
+    fp_occ: np.ndarray,
+    fp_depth: np.ndarray,
+    fp_gain: np.ndarray,
+) -> np.ndarray:
+    """The insertion rate (N, W) of one cell type over all OCR regions:
+    ``[ocr_weight * density + sum_i site_weight_i k(x - centre_i)] * footprint(x) * bias(x)``.
+
+    An OCR whose weights are all zero falls back to ``density`` alone (it gets no fragments
+    from an accessibility of zero, but its rate stays a valid distribution).
+    """
+    n = density.shape[0]
+    total = ocr_weight + np.bincount(windows.row, weights=site_weight, minlength=n)
+    w = np.where(total > 0, ocr_weight, 1.0)
+    rate = density * w[:, None]
+    add_site_kernels(rate, windows, site_weight)
+    rate *= bias
+    flat = rate.reshape(-1)
+    flat[fp_index.unique] *= footprint_factor(fp_index, fp_occ, fp_depth, fp_gain)
+    return rate
 
 
 def sample_pairs(

@@ -110,7 +110,11 @@ class Shared:
     ocr_chrom: np.ndarray
     region_start: np.ndarray
     summit: np.ndarray
-    base_log_rate: np.ndarray  # flat (N * 2H,)
+    density: np.ndarray  # (N, 2H) OCR-wide profile, unit mass per OCR
+    bias: np.ndarray  # (N, 2H) Tn5 bias b(x) over each OCR region
+    ocr_weight: np.ndarray  # (N,) weight of the OCR-wide profile
+    site_weight: np.ndarray  # (S, C) weight of each site's opening kernel per cell type
+    windows: reads.SiteWindows
     fp_index: reads.FootprintIndex
     fp_depth: np.ndarray
     fp_gain: np.ndarray
@@ -166,6 +170,13 @@ def simulate_dataset(
     acc = grammar.accessibility(
         ocrs, sites, occ, effects, cfg.pairs, cfg.basal_accessibility, cfg.promoter_accessibility
     )
+    # the Tn5 profile's components carry the same shares of accessibility (docs/simulation.md, 8)
+    ocr_weight = cfg.ocr_wide_weight * grammar.ocr_wide_accessibility(
+        ocrs, cfg.basal_accessibility, cfg.promoter_accessibility
+    )
+    site_weight = cfg.site_opening_weight * grammar.site_contributions(
+        sites, occ, effects, cfg.pairs
+    )
 
     rng = rng_for(seed, "depth")
     lo, hi = np.log(cfg.depth_millions)
@@ -177,17 +188,24 @@ def simulate_dataset(
     half = cfg.ocr_region_halfwidth
     region_start = ocrs.centre - half
     offsets = np.arange(-half, half)
-    shape = reads.ocr_shape(offsets, ocrs.width, cfg.shape_flank)
-    region_log_b = np.stack(
-        [log_b[gen.names[c]][s : s + 2 * half] for c, s in zip(ocrs.chrom, region_start)]
+    density = reads.ocr_density(offsets, ocrs.width, cfg.shape_flank)
+    region_bias = np.exp(
+        np.stack(
+            [log_b[gen.names[c]][s : s + 2 * half] for c, s in zip(ocrs.chrom, region_start)]
+        ).astype(float)
     )
-    base_log_rate = (np.log(shape) + region_log_b).ravel()
+    windows = reads.site_windows(
+        sites.ocr,
+        (sites.start + sites.end) // 2 - region_start[sites.ocr],
+        density.shape,
+        reads.opening_kernel(cfg.site_opening_sd),
+    )
     site_offset = sites.ocr * 2 * half - region_start[sites.ocr]
     fp_index = reads.footprint_index(
         sites.start,
         sites.end,
         site_offset,
-        len(base_log_rate),
+        density.size,
         cfg.footprint_pad,
         cfg.footprint_flank_width,
     )
@@ -211,7 +229,11 @@ def simulate_dataset(
         ocr_chrom=ocrs.chrom,
         region_start=region_start,
         summit=ocrs.summit,
-        base_log_rate=base_log_rate,
+        density=density,
+        bias=region_bias,
+        ocr_weight=ocr_weight,
+        site_weight=site_weight,
+        windows=windows,
         fp_index=fp_index,
         fp_depth=fp_depth,
         fp_gain=fp_gain,
@@ -360,8 +382,17 @@ def _celltype_job(c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n_ocr = len(sh.region_start)
     p = sh.accessibility[:, c] / sh.accessibility[:, c].sum()
     n = rng.multinomial(sh.ocr_fragments[c], p)
-    log_fp = reads.log_footprint(sh.fp_index, sh.occupancy[:, c], sh.fp_depth, sh.fp_gain)
-    rate = np.exp(sh.base_log_rate + log_fp)
+    rate = reads.celltype_rate(
+        sh.density,
+        sh.ocr_weight,
+        sh.windows,
+        sh.site_weight[:, c],
+        sh.bias,
+        sh.fp_index,
+        sh.occupancy[:, c],
+        sh.fp_depth,
+        sh.fp_gain,
+    ).reshape(-1)
     seg, left, right = reads.sample_pairs(
         rate, np.arange(n_ocr + 1) * width, sh.pmf, rng, n_per_segment=n
     )
