@@ -17,8 +17,15 @@ For the workflow models the script also prints train vs validation loss at the f
 epoch of ``history.tsv``: a falling train loss with a rising validation loss is overfitting.
 
     python benchmarks/demo_learnability.py [--dataset demo] [--epochs 15] [--filters 64]
+    python benchmarks/demo_learnability.py --dataset validate   # after `make validate`
 
 Needs ``make demo`` (or at least the simulation, preprocessing and training rules) first.
+When the workflow's evaluation and interpretation tables exist (``make validate``), it also
+prints the validation targets (README, "Validation on known truth") against the measured values:
+bpAI-TAC's mean per-OCR R, the paired AI-TAC vs bpAI-TAC decision (``eval/comparisons.tsv``),
+planted JASPAR motifs named by TomTom among the clusters, NOVEL1's cluster without a JASPAR
+match, and the correlation of the recovered motifs' per-lineage insertion effect with the planted
+activity (``interpret/truth_recovery.tsv``).
 """
 
 from __future__ import annotations
@@ -169,6 +176,61 @@ def main() -> None:
     width = max(len(r[0]) for r in rows)
     for name, r, note in rows:
         print(f"{name:<{width}}  {r:6.3f}  {note}")
+    print_targets(Path(args.results) / args.dataset)
+
+
+NOVEL = "NOVEL1"  # the simulator's synthetic motif (no JASPAR match by construction)
+
+
+def print_targets(results: Path) -> None:
+    """The validation targets against the values measured by the workflow, where present."""
+    summary, compared = results / "eval" / "summary.tsv", results / "eval" / "comparisons.tsv"
+    truth = results / "interpret" / "truth_recovery.tsv"
+    jaspar = results / "interpret" / "tomtom_jaspar.tsv"
+    lines: list[tuple[str, str, bool]] = []
+    if summary.exists():
+        table = pd.read_csv(summary, sep="\t").set_index("model")
+        if "bpaitac" in table.index:
+            r = float(table.loc["bpaitac", "per_ocr_pearson_mean"])
+            lines.append(("bpAI-TAC mean per-OCR R >= 0.35", f"{r:.3f}", r >= 0.35))
+    if compared.exists():
+        rows = pd.read_csv(compared, sep="\t")
+        for row in rows[rows["comparison"] == "main"].itertuples():
+            value = (
+                f"{row.model} {row.model_seed_means} vs {row.reference} "
+                f"{row.reference_seed_means}; Wilcoxon p {row.ocr_wilcoxon_p:.3g} over "
+                f"{row.n_ocrs} OCRs, seed pairs better {row.seed_pairs_better:.2f}: {row.decision}"
+            )
+            lines.append(("AI-TAC vs bpAI-TAC decided (paired)", value, True))
+    if truth.exists():
+        rec = pd.read_csv(truth, sep="\t")
+        known = rec[rec["planted_motif"] != NOVEL]
+        n_rec = int(known["recovered"].sum())
+        names = ",".join(known.loc[known["recovered"], "planted_motif"])
+        lines.append(
+            (f"planted JASPAR motifs named >= 8 of {len(known)}", f"{n_rec} ({names})", n_rec >= 8)
+        )
+        novel = rec[rec["planted_motif"] == NOVEL]
+        if len(novel):
+            cluster = str(novel["best_cluster"].iloc[0]) if novel["recovered"].iloc[0] else ""
+            matched = set()
+            if jaspar.exists():
+                matched = set(pd.read_csv(jaspar, sep="\t")["query"].astype(str))
+            ok = bool(cluster) and cluster not in matched
+            lines.append(
+                (f"{NOVEL} forms a cluster without JASPAR match", cluster or "no cluster", ok)
+            )
+        got = known[known["recovered"]]
+        col = "r_cluster_activity_profile"
+        if col in got and len(got):
+            r = got.set_index("planted_motif")[col]
+            worst = r.min()
+            value = ", ".join(f"{k} {v:.2f}" for k, v in r.items())
+            lines.append(("insertion effect vs activity R >= 0.8", value, bool(worst >= 0.8)))
+    if lines:
+        print("\nvalidation targets")
+        for target, value, ok in lines:
+            print(f"[{'met' if ok else 'MISSED'}] {target}: {value}")
 
 
 if __name__ == "__main__":

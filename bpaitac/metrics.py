@@ -466,6 +466,101 @@ def paired_wilcoxon(a: pd.Series, b: pd.Series) -> PairedTest:
     return PairedTest(n, mean_a, mean_b, float(res.statistic), float(res.pvalue))
 
 
+COMPARISON_COLUMNS: tuple[str, ...] = (
+    "comparison",
+    "reference",
+    "model",
+    "metric",
+    "n_ocrs",
+    "reference_seed_means",
+    "model_seed_means",
+    "reference_mean",
+    "model_mean",
+    "mean_diff",
+    "ocr_wilcoxon_p",
+    "ocr_fraction_better",
+    "seed_pairs_better",
+    "seed_welch_p",
+    "decision",
+)
+"""Columns of ``eval/comparisons.tsv`` (one row per compared model and its reference)."""
+
+
+def compare_models(
+    ocr: pd.DataFrame, reference: str, model: str, metric: str = "pearson", alpha: float = 0.05
+) -> dict[str, Any]:
+    """Decide ``model`` vs ``reference`` on per-OCR R with paired statistics over OCRs and seeds.
+
+    - over OCRs: two-sided paired Wilcoxon of the seed-averaged per-OCR ``metric`` (the units
+      are the test OCRs both models were evaluated on);
+    - over seeds: the per-seed means of both models, the fraction of all (reference seed,
+      model seed) pairs in which the model's mean is higher, and Welch's t-test of the per-seed
+      means (NaN with fewer than two seeds on a side).
+
+    ``decision`` is ``better`` (or ``worse``) only when the OCR test is significant at ``alpha``
+    in that direction *and* every seed pair agrees; otherwise ``undecided``.
+    """
+    a, b = ocr[ocr["model"] == reference], ocr[ocr["model"] == model]
+    if a.empty or b.empty:
+        missing = reference if a.empty else model
+        raise InputError(f"compare_models: no per-OCR rows for model {missing!r}.")
+    seeds_a = a.groupby("seed")[metric].mean()
+    seeds_b = b.groupby("seed")[metric].mean()
+    test = paired_wilcoxon(a.groupby("peak_id")[metric].mean(), b.groupby("peak_id")[metric].mean())
+    per_ocr = pd.concat(
+        [a.groupby("peak_id")[metric].mean(), b.groupby("peak_id")[metric].mean()],
+        axis=1,
+        join="inner",
+    ).dropna()
+    pairs_better = float(np.mean([mb > ma for ma in seeds_a for mb in seeds_b]))
+    welch = (
+        float(stats.ttest_ind(seeds_b, seeds_a, equal_var=False).pvalue)
+        if len(seeds_a) > 1 and len(seeds_b) > 1
+        else np.nan
+    )
+    decision = "undecided"
+    if test.pvalue < alpha and test.mean_diff > 0 and pairs_better == 1.0:
+        decision = "better"
+    elif test.pvalue < alpha and test.mean_diff < 0 and pairs_better == 0.0:
+        decision = "worse"
+
+    def fmt(s: pd.Series) -> str:
+        return ",".join(f"{int(k)}:{v:.4f}" for k, v in s.items())
+
+    return {
+        "reference": reference,
+        "model": model,
+        "metric": metric,
+        "n_ocrs": test.n,
+        "reference_seed_means": fmt(seeds_a),
+        "model_seed_means": fmt(seeds_b),
+        "reference_mean": test.mean_a,
+        "model_mean": test.mean_b,
+        "mean_diff": test.mean_diff,
+        "ocr_wilcoxon_p": test.pvalue,
+        "ocr_fraction_better": float((per_ocr.iloc[:, 1] > per_ocr.iloc[:, 0]).mean()),
+        "seed_pairs_better": pairs_better,
+        "seed_welch_p": welch,
+        "decision": decision,
+    }
+
+
+def comparison_table(
+    ocr: pd.DataFrame, comparisons: Mapping[str, Mapping[str, str]]
+) -> pd.DataFrame:
+    """Every model of every comparison (``label: model``, reference first) against its reference,
+    with :func:`compare_models`; comparisons with a model not in ``ocr`` are skipped."""
+    present = set(pd.unique(ocr["model"]))
+    rows = []
+    for name, mapping in comparisons.items():
+        models = list(mapping.values())
+        if len(models) < 2 or not set(models) <= present:
+            continue
+        for model in models[1:]:
+            rows.append({"comparison": name, **compare_models(ocr, models[0], model)})
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+
+
 # --------------------------------------------------------------------------------------------
 # Summary
 
@@ -677,16 +772,19 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
 
 
 def predict_bias_profiles(
-    model: Any, seq: np.ndarray, batch_size: int = 256, device: str = "cpu"
+    model: Any, seq: np.ndarray, batch_size: int = 256, device: Any = "cpu"
 ) -> np.ndarray:
     """Predicted insertion probabilities (N, L) of a bias model for base-index sequences (N, 1000).
 
-    ``model`` is a :class:`bpaitac.models.BpAITAC` with one task (``load_model``).
+    ``model`` is a :class:`bpaitac.models.BpAITAC` with one task (``load_model``); it is run
+    in eval mode (batch norm from its running statistics). ``device``: cpu, cuda or auto.
     """
     import torch
 
-    from bpaitac.models import one_hot
+    from bpaitac.models import one_hot, resolve_device
 
+    device = resolve_device(device)
+    model.eval().to(device)
     out = []
     with torch.no_grad():
         for start in range(0, len(seq), batch_size):

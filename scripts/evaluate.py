@@ -7,7 +7,14 @@ Rules (workflow/rules/evaluate.smk): ``evaluate_model`` writes the four tidy tab
 import logging
 
 from bpaitac.io import read_celltypes, setup_logging
-from bpaitac.metrics import LEVELS, evaluate_files, read_level_tables, summarise, write_table
+from bpaitac.metrics import (
+    LEVELS,
+    comparison_table,
+    evaluate_files,
+    read_level_tables,
+    summarise,
+    write_table,
+)
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("evaluate")
@@ -45,6 +52,24 @@ def evaluate_summary() -> None:
     summary = summarise(tables, dict(snakemake.params.paper), dict(snakemake.params.labels))
     write_table(summary, snakemake.output.summary)
     log.info("summary of %d models written to %s", len(summary), snakemake.output.summary)
+    compared = comparison_table(tables["ocr"], dict(snakemake.params.comparisons))
+    write_table(compared, snakemake.output.comparisons)
+    for row in compared.itertuples():
+        log.info(
+            "%s: %s vs %s: mean per-OCR R %.4f vs %.4f (seeds %s vs %s), paired Wilcoxon over "
+            "%d OCRs p = %.3g, seed pairs better %.2f: %s",
+            row.comparison,
+            row.model,
+            row.reference,
+            row.model_mean,
+            row.reference_mean,
+            row.model_seed_means,
+            row.reference_seed_means,
+            row.n_ocrs,
+            row.ocr_wilcoxon_p,
+            row.seed_pairs_better,
+            row.decision,
+        )
 
 
 try:

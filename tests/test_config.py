@@ -15,7 +15,12 @@ from bpaitac.config import (
 from bpaitac.io import InputError, read_celltypes
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ["config/config.yaml", "config/tiny.yaml", "config/immgen.yaml"]
+CONFIGS = [
+    "config/config.yaml",
+    "config/tiny.yaml",
+    "config/immgen.yaml",
+    "config/validate.yaml",
+]
 
 
 def raw(name: str = "config/tiny.yaml") -> dict:

@@ -264,3 +264,37 @@ def test_read_metrics_table_names_file_and_column(tmp_path):
     assert str(path) in str(err.value) and "'pearson'" in str(err.value)
     with pytest.raises(InputError, match="not found"):
         M.read_metrics_table(tmp_path / "nope.tsv", ["model"])
+
+
+def _ocr_rows(model: str, seeds: list[int], shift: float, n: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(len(model))
+    base = np.linspace(-0.5, 0.9, n)
+    rows = [
+        {"model": model, "seed": s, "peak_id": f"p{i}", "pearson": v}
+        for s in seeds
+        for i, v in enumerate(base + shift + 0.01 * rng.standard_normal(n))
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_compare_models_decides_with_ocrs_and_seeds():
+    ocr = pd.concat([_ocr_rows("aitac", [1, 2, 3], 0.0), _ocr_rows("bpaitac", [1, 2, 3], 0.1)])
+    row = M.compare_models(ocr, "aitac", "bpaitac")
+    assert row["decision"] == "better" and row["seed_pairs_better"] == 1.0
+    assert row["n_ocrs"] == 60 and row["ocr_wilcoxon_p"] < 1e-6
+    assert row["mean_diff"] == pytest.approx(0.1, abs=0.01)
+    assert row["reference_seed_means"].count(":") == 3
+    assert M.compare_models(ocr, "bpaitac", "aitac")["decision"] == "worse"
+    # Equal models: no decision.
+    same = pd.concat([_ocr_rows("aitac", [1, 2], 0.0), _ocr_rows("aitacx", [1, 2], 0.0)])
+    assert M.compare_models(same, "aitac", "aitacx")["decision"] == "undecided"
+    table = M.comparison_table(
+        ocr,
+        {
+            "main": {"AI-TAC": "aitac", "bpAI-TAC": "bpaitac"},
+            "other": {"a": "aitac", "b": "missing"},
+        },
+    )
+    assert list(table.columns) == list(M.COMPARISON_COLUMNS) and len(table) == 1
+    with pytest.raises(InputError, match="missing"):
+        M.compare_models(ocr, "aitac", "missing")

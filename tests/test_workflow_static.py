@@ -19,7 +19,9 @@ def run(args: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, **kw)
 
 
-@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/immgen.yaml"])
+@pytest.mark.parametrize(
+    "configfile", ["config/config.yaml", "config/immgen.yaml", "config/validate.yaml"]
+)
 def test_dry_run_full_dag(configfile):
     proc = run(["snakemake", "-n", "--quiet", "rules", "--configfile", configfile])
     assert proc.returncode == 0, proc.stdout + proc.stderr

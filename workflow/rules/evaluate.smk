@@ -64,6 +64,11 @@ rule evaluate_summary:
             caption="../report/summary.rst",
             category="Summary",
         ),
+        comparisons=report(
+            "results/{dataset}/eval/comparisons.tsv",
+            caption="../report/comparisons.rst",
+            category="Summary",
+        ),
     log:
         "logs/{dataset}/evaluate/summary.log",
     conda:
@@ -71,6 +76,11 @@ rule evaluate_summary:
     params:
         paper=COMPARISONS.get("paper_per_ocr_pearson_mean", {}),
         labels={name: entry["label"] for name, entry in EVAL_MODELS.items()},
+        comparisons={
+            name: mapping
+            for name, mapping in COMPARISONS.items()
+            if name not in (BIAS_COMPARISON, "paper_per_ocr_pearson_mean")
+        },
     script:
         "../../scripts/evaluate.py"
 
@@ -90,7 +100,7 @@ rule evaluate_bias_model:
         "../../envs/evaluate.yaml"
     threads: config["threads"]
     resources:
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=gpu_request(),
     params:
         device=config["device"],
         batch_size=config.get("training", {}).get("eval_batch_size", 256),
