@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -70,7 +71,13 @@ def check_unique_columns(path: str | os.PathLike, header: list[str]) -> None:
 
 
 def setup_logging(log_path: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
-    """Log to stderr and, when given, to ``log_path`` (the rule's ``log:`` file)."""
+    """Log to stderr and, when given, to ``log_path`` (the rule's ``log:`` file).
+
+    Also routes Python warnings and any uncaught exception (with its traceback) through the
+    same handlers, so that a failing rule's log file holds its error: on a cluster the log is
+    all a user sees (Snakemake runs ``script:`` files as their own Python process, whose
+    uncaught exceptions reach :data:`sys.excepthook`).
+    """
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +87,18 @@ def setup_logging(log_path: str | os.PathLike | None = None, level: int = loggin
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=handlers,
         force=True,
+    )
+    logging.captureWarnings(True)
+    sys.excepthook = log_uncaught
+
+
+def log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """:data:`sys.excepthook` that logs the exception and its traceback (stderr and log file)."""
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    logging.getLogger("bpaitac").critical(
+        "failed with %s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb)
     )
 
 

@@ -72,8 +72,4 @@ def evaluate_summary() -> None:
         )
 
 
-try:
-    {"evaluate_model": evaluate_model, "evaluate_summary": evaluate_summary}[snakemake.rule]()
-except Exception:
-    log.exception("rule %s failed", snakemake.rule)
-    raise
+{"evaluate_model": evaluate_model, "evaluate_summary": evaluate_summary}[snakemake.rule]()

@@ -74,9 +74,5 @@ def compare_bias_models() -> None:
     log.info("%d pairs of bias models compared on %s", len(tables) // len(BIAS_SETS), BIAS_SETS)
 
 
-try:
-    rules = {"evaluate_bias_model": evaluate_bias_model, "compare_bias_models": compare_bias_models}
-    rules[snakemake.rule]()
-except Exception:
-    log.exception("rule %s failed", snakemake.rule)
-    raise
+rules = {"evaluate_bias_model": evaluate_bias_model, "compare_bias_models": compare_bias_models}
+rules[snakemake.rule]()

@@ -13,13 +13,9 @@ from bpaitac.plots import build_figure, load_figure_tables, save_figure
 setup_logging(snakemake.log[0])
 log = logging.getLogger("figure")
 figure = snakemake.params.figure
-try:
-    tables = load_figure_tables(figure, {k: list(v) for k, v in snakemake.input.items()})
-    fig = build_figure(
-        figure, tables, dict(snakemake.params.comparisons), list(snakemake.params.lineages)
-    )
-    save_figure(fig, snakemake.output.pdf, snakemake.output.png)
-    log.info("%s written: %s, %s", figure, snakemake.output.pdf, snakemake.output.png)
-except Exception:
-    log.exception("figure %s failed", figure)
-    raise
+tables = load_figure_tables(figure, {k: list(v) for k, v in snakemake.input.items()})
+fig = build_figure(
+    figure, tables, dict(snakemake.params.comparisons), list(snakemake.params.lineages)
+)
+save_figure(fig, snakemake.output.pdf, snakemake.output.png)
+log.info("%s written: %s, %s", figure, snakemake.output.pdf, snakemake.output.png)
