@@ -40,13 +40,15 @@ from bpaitac.insertions import (
     ensure_bam_index,
 )
 from bpaitac.io import InputError, atomic_path, check_unique_columns
-from bpaitac.ocr_table import read_ocr_table
+from bpaitac.ocr_table import PEAK_ID, read_ocr_table
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 BASES = "ACGTN"
 OCR_TSV_COLUMNS = ("peak_id", "chrom", "summit")
+PVALUE_ID_COLUMNS = ("peak_id", PEAK_ID)
+"""Accepted names of the peak-ID column of closed_pvalues.tsv (ours, or the ImmGen table's)."""
 
 _LUT = np.full(256, 4, np.uint8)  # byte -> base index; anything but ACGTacgt is N
 _LUT[np.frombuffer(b"ACGTacgt", np.uint8)] = [0, 1, 2, 3, 0, 1, 2, 3]
@@ -480,21 +482,32 @@ def assemble_dataset(
 def read_closed_pvalues(
     path: str | os.PathLike, peak_ids: Sequence[str], celltypes: Sequence[str]
 ) -> np.ndarray:
-    """-log10 peak-calling p-values (N, C) aligned to ``peak_ids`` and ``celltypes``."""
+    """-log10 peak-calling p-values (N, C) aligned to ``peak_ids`` and ``celltypes``.
+
+    The table is tab- or comma-separated (told by its header line); its peak-ID column is
+    ``peak_id`` or, as in ImmGen's OCR table, ``ImmGenATAC1219.peakID``; other columns than
+    that one and the cell types in use (``chrom``, ``Summit``, ...) are ignored.
+    """
     path = Path(path)
     with open(path, newline="") as fh:
-        header = next(csv.reader(fh, delimiter="\t"), [])
-    if not header or header[0] != "peak_id":
-        raise InputError(f"{path}, line 1: the first column must be named 'peak_id'.")
+        first = fh.readline()
+    sep = "\t" if "\t" in first or "," not in first else ","
+    header = next(csv.reader([first], delimiter=sep), [])
     check_unique_columns(path, header)
+    id_column = next((c for c in PVALUE_ID_COLUMNS if c in header), None)
+    if id_column is None:
+        raise InputError(
+            f"{path}, line 1: no peak-ID column; name it {' or '.join(PVALUE_ID_COLUMNS)} "
+            "(tab- or comma-separated, then one column of -log10 p per cell type)."
+        )
     missing = [ct for ct in celltypes if ct not in header]
     if missing:
         raise InputError(
             f"{path}, line 1: no column for cell type(s) {missing[:5]}; the table needs one "
             "column per cell type in use."
         )
-    table = pd.read_csv(path, sep="\t", usecols=["peak_id", *celltypes], dtype={"peak_id": str})
-    table = table.drop_duplicates("peak_id").set_index("peak_id")
+    table = pd.read_csv(path, sep=sep, usecols=[id_column, *celltypes], dtype={id_column: str})
+    table = table.drop_duplicates(id_column).set_index(id_column)
     absent = pd.Index(peak_ids).difference(table.index)
     if len(absent):
         raise InputError(

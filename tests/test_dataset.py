@@ -473,8 +473,10 @@ def test_closed_pvalues_bad_input(tmp_path):
     with pytest.raises(InputError, match="1 OCR\\(s\\) have no p-values \\(e.g. 'P2'\\)"):
         ds.read_closed_pvalues(pv, ["P1", "P2"], ["A"])
     pv.write_text("id\tA\nP1\t0.1\n")
-    with pytest.raises(InputError, match="first column must be named 'peak_id'"):
+    with pytest.raises(InputError, match="no peak-ID column; name it peak_id or ImmGenATAC1219"):
         ds.read_closed_pvalues(pv, ["P1"], ["A"])
+    pv.write_text("ImmGenATAC1219.peakID,chrom,Summit,A\nP1,chr1,10,0.1\n")  # as the OCR table
+    assert ds.read_closed_pvalues(pv, ["P1"], ["A"]).tolist() == [[0.1]]
 
 
 def test_protein_free_set(tmp_path, genome):
