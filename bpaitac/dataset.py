@@ -32,6 +32,7 @@ import pandas as pd
 import pysam
 from scipy.stats import rankdata
 
+from bpaitac.fragments import count_fragment_insertions
 from bpaitac.insertions import (
     ReadFilter,
     check_bam_contigs,
@@ -613,9 +614,11 @@ def _bias_set_writers(
             pd.DataFrame(w.rows, columns=list(columns)).to_csv(w.table_tmp, sep="\t", index=False)
 
 
-def read_regions_bed(path: str | os.PathLike, lengths: Mapping[str, int]) -> pd.DataFrame:
+def read_regions_bed(
+    path: str | os.PathLike, lengths: Mapping[str, int], genome: str | os.PathLike = "the genome"
+) -> pd.DataFrame:
     """Protein-free regions (chrom, start, end, name) from a BED file, checked against the
-    genome."""
+    genome (``lengths``, read from ``genome``)."""
     path = Path(path)
     rows = []
     with open(path) as fh:
@@ -629,7 +632,13 @@ def read_regions_bed(path: str | os.PathLike, lengths: Mapping[str, int]) -> pd.
                 raise InputError(
                     f"{path}, line {i}: expected chrom<TAB>start<TAB>end (BED), got {line!r}."
                 ) from exc
-            if chrom not in lengths or not 0 <= start < end <= lengths[chrom]:
+            if chrom not in lengths:
+                raise InputError(
+                    f"{path}, line {i}: chromosome {chrom!r} is not in {genome}; the protein-free "
+                    "genome must be the assembly of the regions (hg38 for PRINT's BAC clones): "
+                    "set `download.protein_free_genome_url`."
+                )
+            if not 0 <= start < end <= lengths[chrom]:
                 raise InputError(
                     f"{path}, line {i}: {chrom}:{start}-{end} is not inside the genome; fix the "
                     "region or use the matching genome."
@@ -671,21 +680,33 @@ def protein_free_set(
     seed: int,
     out_splits: Mapping[str, str | os.PathLike],
     threads: int = 1,
+    fragments: str | os.PathLike | None = None,
+    replicates: Sequence[str] = (),
+    barcodes: Mapping[str, str] | None = None,
+    fragments_shift: str = "applied",
 ) -> dict[str, int]:
     """Protein-free bias set: ``window`` bp tiles every ``protein_free_stride`` bp over the
     regions, profile = the replicates' pooled insertions in the central ``profile_width`` bp.
-    Regions (not tiles) are split into train/val so that no DNA is shared across splits."""
+    Regions (not tiles) are split into train/val so that no DNA is shared across splits.
+
+    The insertions come from one BAM per replicate (``bams``) or from one ``fragments`` file
+    whose barcodes name the ``replicates`` (see :mod:`bpaitac.fragments`; ``barcodes`` maps a
+    barcode to its replicate, ``fragments_shift`` declares whether the Tn5 shift is applied).
+    ``genome`` is the protein-free DNA's own assembly (hg38 for PRINT's BAC clones).
+    """
     window, width = check_window_config(cfg)
-    if not bams:
+    if bool(bams) == (fragments is not None):
         raise InputError(
-            "no protein-free DNA BAM given: list the replicates under "
-            "`simulate.protein_free_replicates` or `download.protein_free_replicates`."
+            "protein-free DNA: give either one BAM per replicate (`simulate.` or "
+            "`download.protein_free_replicates`) or one fragments file "
+            "(`download.protein_free_format: fragments`), not "
+            f"{'both' if bams else 'neither'}."
         )
     stride = int(cfg.get("protein_free_stride", 50))
     max_n = float(cfg.get("max_n_fraction", 0.01))
     min_counts = int(cfg.get("bias_min_counts", 1))
     lengths = genome_lengths(genome)
-    regions = read_regions_bed(regions_bed, lengths)
+    regions = read_regions_bed(regions_bed, lengths, genome)
     regions["split"] = split_regions(
         len(regions), float(cfg.get("protein_free_val_fraction", 0.2)), seed
     )
@@ -699,6 +720,19 @@ def protein_free_set(
     pstart = tiles["start"].to_numpy() + profile_offset(window, width)
     profile = np.zeros((len(tiles), width), np.int64)
     rf = ReadFilter.from_config(cfg)
+    if fragments is not None:
+        profile += count_fragment_insertions(
+            fragments,
+            tiles["chrom"].to_numpy(object),
+            pstart,
+            width,
+            replicates,
+            barcodes,
+            shift=fragments_shift,
+            shift_plus=rf.shift_plus,
+            shift_minus=rf.shift_minus,
+            drop_duplicates=rf.drop_duplicates,
+        )
     for bam in bams:
         ensure_bam_index(bam, bool(cfg.get("index_missing", False)))
         check_bam_contigs(bam, lengths, sorted(set(tiles.chrom)), genome)

@@ -1,17 +1,18 @@
 """Snakemake entry of the preprocess rules (workflow/rules/preprocess.smk): BAMs -> arrays.
 
-One script for the rule family; it dispatches on the rule's name to bpaitac.dataset.
+One script for the rule family; it dispatches on the rule's name to bpaitac.dataset (and to
+bpaitac.peaks for the MACS3 closed-OCR p-values).
 """
 
 from pathlib import Path
 
-from bpaitac import dataset
+from bpaitac import dataset, peaks
 from bpaitac.io import setup_logging
 
 setup_logging(snakemake.log[0])
 inp, out, params, rule = snakemake.input, snakemake.output, snakemake.params, snakemake.rule
-cfg = dict(params.preprocess)
-splits = list(params.splits)
+cfg = dict(params.get("preprocess", {}))
+splits = list(params.get("splits", []))
 
 
 def split_dirs(paths) -> dict:
@@ -67,6 +68,22 @@ elif rule == "bias_set_protein_free":
         seed=int(params.seed),
         out_splits=split_dirs(out.seq),
         threads=snakemake.threads,
+        fragments=inp.fragments[0] if inp.fragments else None,
+        replicates=list(params.replicates),
+        barcodes=dict(params.barcodes),
+        fragments_shift=params.fragments_shift,
     )
+elif rule == "closed_pvalues_macs3":
+    peaks.celltype_pvalues(
+        bam=inp.bam,
+        ocrs=dataset.read_ocrs_tsv(inp.ocrs),
+        celltype=snakemake.wildcards.celltype,
+        cfg=dict(params.macs3),
+        out=out.pvalues,
+        genome_fai=inp.fai,
+        closed_p=float(params.closed_p),
+    )
+elif rule == "closed_pvalues_table":
+    peaks.merge_pvalues(list(inp.pvalues), list(params.celltypes), out.table)
 else:
     raise ValueError(f"scripts/preprocess.py does not handle rule {rule!r}")

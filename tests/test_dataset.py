@@ -528,6 +528,9 @@ def test_split_regions_and_bed_errors(tmp_path):
     bed.write_text("chr1\t10\t5\n")
     with pytest.raises(InputError, match=r"r.bed, line 1: chr1:10-5 is not inside the genome"):
         ds.read_regions_bed(bed, {"chr1": 100})
+    bed.write_text("chr1\t9963058\t11295918\tRP11-874A11\n")  # hg38 against another genome
+    with pytest.raises(InputError, match=r"line 1: chromosome 'chr1' is not in mm.fa; .*hg38"):
+        ds.read_regions_bed(bed, {"chr19": 100}, "mm.fa")
     bed.write_text("# header\nchr1\tten\t50\n")
     with pytest.raises(InputError, match="line 2: expected chrom<TAB>start<TAB>end"):
         ds.read_regions_bed(bed, {"chr1": 100})

@@ -1,6 +1,8 @@
-"""Fetch the real inputs (source: download): mm10, the ImmGen OCR table, BAMs."""
+"""Fetch the real inputs (source: download): mm10, the ImmGen OCR table, BAMs, the protein-free
+DNA (PRINT's BAC clones on hg38 by default: its own genome, a fragments file or BAMs, regions)."""
 
 if config["source"] == "download":
+    DOWNLOAD = config["download"]
 
     rule download_genome:
         output:
@@ -14,7 +16,7 @@ if config["source"] == "download":
         conda:
             "../../envs/preprocess.yaml"
         params:
-            url=config["download"]["genome_url"],
+            url=DOWNLOAD["genome_url"],
         script:
             "../../scripts/download.py"
 
@@ -27,22 +29,24 @@ if config["source"] == "download":
         conda:
             "../../envs/preprocess.yaml"
         params:
-            url=config["download"]["ocr_table_url"],
+            url=DOWNLOAD["ocr_table_url"],
         script:
             "../../scripts/download.py"
 
-    rule download_closed_pvalues:
-        output:
-            file="resources/{dataset}/closed_pvalues.tsv",
-        log:
-            "logs/{dataset}/download/closed_pvalues.log",
-        retries: 2
-        conda:
-            "../../envs/preprocess.yaml"
-        params:
-            url=config["download"]["closed_pvalues_url"],
-        script:
-            "../../scripts/download.py"
+    if config["preprocess"]["closed_pvalues"] == "table":
+
+        rule download_closed_pvalues:
+            output:
+                file="resources/{dataset}/closed_pvalues.tsv",
+            log:
+                "logs/{dataset}/download/closed_pvalues.log",
+            retries: 2
+            conda:
+                "../../envs/preprocess.yaml"
+            params:
+                url=DOWNLOAD["closed_pvalues_url"],
+            script:
+                "../../scripts/download.py"
 
     rule download_bam:
         output:
@@ -56,7 +60,41 @@ if config["source"] == "download":
         conda:
             "../../envs/preprocess.yaml"
         params:
-            url=lambda wc: config["download"]["bam_url_template"].format(celltype=wc.celltype),
+            url=lambda wc: DOWNLOAD["bam_url_template"].format(celltype=wc.celltype),
+        script:
+            "../../scripts/download.py"
+
+    if DOWNLOAD["protein_free_genome_url"] != "dataset":
+
+        rule download_protein_free_genome:
+            output:
+                file="resources/{dataset}/protein_free/genome.fa",
+                index="resources/{dataset}/protein_free/genome.fa.fai",
+            log:
+                "logs/{dataset}/download/protein_free_genome.log",
+            benchmark:
+                "benchmarks/{dataset}/download/protein_free_genome.tsv"
+            retries: 2
+            conda:
+                "../../envs/preprocess.yaml"
+            params:
+                url=DOWNLOAD["protein_free_genome_url"],
+            script:
+                "../../scripts/download.py"
+
+    rule download_protein_free_fragments:
+        output:
+            file="resources/{dataset}/protein_free/fragments.tsv.gz",
+        log:
+            "logs/{dataset}/download/protein_free_fragments.log",
+        benchmark:
+            "benchmarks/{dataset}/download/protein_free_fragments.tsv"
+        retries: 2
+        conda:
+            "../../envs/preprocess.yaml"
+        params:
+            url=DOWNLOAD["protein_free_fragments_url"],
+            gunzip=False,  # kept as fetched; bpaitac.fragments reads gzip or plain text
         script:
             "../../scripts/download.py"
 
@@ -70,9 +108,7 @@ if config["source"] == "download":
         conda:
             "../../envs/preprocess.yaml"
         params:
-            url=lambda wc: config["download"]["protein_free_url_template"].format(
-                replicate=wc.replicate
-            ),
+            url=lambda wc: DOWNLOAD["protein_free_url_template"].format(replicate=wc.replicate),
         script:
             "../../scripts/download.py"
 
@@ -85,6 +121,6 @@ if config["source"] == "download":
         conda:
             "../../envs/preprocess.yaml"
         params:
-            url=config["download"]["protein_free_regions_url"],
+            url=DOWNLOAD["protein_free_regions_url"],
         script:
             "../../scripts/download.py"

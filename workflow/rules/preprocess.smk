@@ -4,6 +4,8 @@ prepare_ocrs -> count_insertions (one job per cell type, one pass over its BAM) 
 assemble_dataset (per-split profile.npy, quantile-normalised counts.npy), plus the two Tn5-bias
 training sets. BAM indexes are not declared inputs: they come with the BAM (simulate/download
 rules), and a missing one is reported with the fix (or built when preprocess.index_missing).
+The closed-OCR p-values are read from resources/ (preprocess.closed_pvalues: table) or computed
+with MACS3 (macs3: closed_pvalues_macs3 per cell type, then closed_pvalues_table; bpaitac.peaks).
 """
 
 PREPROCESS_SPLITS = ["train", "val", "test"]
@@ -18,6 +20,22 @@ PREPROCESS_BIAS_SET_FILES = ["seq.npy", "profile.npy", "windows.tsv"]
 PREPROCESS_PROTEIN_FREE_REPLICATES = config[
     "simulate" if config["source"] == "simulate" else "download"
 ].get("protein_free_replicates", [])
+# Downloaded protein-free DNA has its own genome (PRINT's BACs: hg38) and may come as one
+# fragments file; simulated protein-free DNA lies on the dataset's genome, one BAM per replicate.
+PREPROCESS_PROTEIN_FREE = {
+    "fragments": config["source"] == "download"
+    and config["download"]["protein_free_format"] == "fragments",
+    "genome": (
+        "resources/{dataset}/protein_free/genome.fa"
+        if config["source"] == "download"
+        and config["download"]["protein_free_genome_url"] != "dataset"
+        else "resources/{dataset}/genome.fa"
+    ),
+}
+PREPROCESS_CLOSED_PVALUES = {
+    "table": "resources/{dataset}/closed_pvalues.tsv",
+    "macs3": "results/{dataset}/data/closed_pvalues.tsv",
+}[config["preprocess"]["closed_pvalues"]]
 
 
 TARGET_FUNCTIONS["preprocess"] = lambda: expand(
@@ -102,10 +120,50 @@ rule assemble_dataset:
         "../../scripts/preprocess.py"
 
 
+rule closed_pvalues_macs3:
+    input:
+        bam="resources/{dataset}/bams/{celltype}.bam",
+        ocrs="results/{dataset}/data/ocrs_all.tsv",
+        fai="resources/{dataset}/genome.fa.fai",
+    output:
+        pvalues=temp("results/{dataset}/data/closed_pvalues/{celltype}.tsv"),
+    log:
+        "logs/{dataset}/preprocess/closed_pvalues_{celltype}.log",
+    benchmark:
+        "benchmarks/{dataset}/preprocess/closed_pvalues_{celltype}.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    resources:
+        mem_mb=16000,
+        runtime=240,
+    params:
+        macs3=config["preprocess"]["macs3"],
+        closed_p=config["preprocess"]["closed_p"],
+    script:
+        "../../scripts/preprocess.py"
+
+
+rule closed_pvalues_table:
+    input:
+        pvalues=expand(
+            "results/{{dataset}}/data/closed_pvalues/{celltype}.tsv", celltype=SELECTED_CELLTYPES
+        ),
+    output:
+        table="results/{dataset}/data/closed_pvalues.tsv",
+    log:
+        "logs/{dataset}/preprocess/closed_pvalues_table.log",
+    conda:
+        "../../envs/preprocess.yaml"
+    params:
+        celltypes=SELECTED_CELLTYPES,
+    script:
+        "../../scripts/preprocess.py"
+
+
 rule bias_set_closed_ocrs:
     input:
         ocrs="results/{dataset}/data/ocrs_all.tsv",
-        pvalues="resources/{dataset}/closed_pvalues.tsv",
+        pvalues=PREPROCESS_CLOSED_PVALUES,
         insertions=expand(
             "results/{{dataset}}/data/insertions/{celltype}.npy", celltype=SELECTED_CELLTYPES
         ),
@@ -141,12 +199,21 @@ rule bias_set_closed_ocrs:
 rule bias_set_protein_free:
     input:
         regions="resources/{dataset}/protein_free/regions.bed",
-        bams=expand(
-            "resources/{{dataset}}/protein_free/{replicate}.bam",
-            replicate=PREPROCESS_PROTEIN_FREE_REPLICATES,
+        bams=(
+            []
+            if PREPROCESS_PROTEIN_FREE["fragments"]
+            else expand(
+                "resources/{{dataset}}/protein_free/{replicate}.bam",
+                replicate=PREPROCESS_PROTEIN_FREE_REPLICATES,
+            )
         ),
-        genome="resources/{dataset}/genome.fa",
-        fai="resources/{dataset}/genome.fa.fai",
+        fragments=(
+            ["resources/{dataset}/protein_free/fragments.tsv.gz"]
+            if PREPROCESS_PROTEIN_FREE["fragments"]
+            else []
+        ),
+        genome=PREPROCESS_PROTEIN_FREE["genome"],
+        fai=PREPROCESS_PROTEIN_FREE["genome"] + ".fai",
     output:
         seq=expand(
             "results/{{dataset}}/data/bias_sets/protein_free/{split}/seq.npy",
@@ -167,9 +234,15 @@ rule bias_set_protein_free:
     conda:
         "../../envs/preprocess.yaml"
     threads: min(config["threads"], 4)
+    resources:
+        mem_mb=16000,
+        runtime=240,
     params:
         preprocess=config["preprocess"],
         splits=PREPROCESS_BIAS_SET_SPLITS["protein_free"],
         seed=config["seed"],
+        replicates=PREPROCESS_PROTEIN_FREE_REPLICATES,
+        barcodes=config["download"]["protein_free_barcodes"],
+        fragments_shift=config["download"]["protein_free_fragments_shift"],
     script:
         "../../scripts/preprocess.py"
