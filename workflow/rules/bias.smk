@@ -23,6 +23,7 @@ rule train_bias_model:
         "../../envs/train.yaml"
     threads: config["threads"]
     resources:
+        **job_resources("bias"),
         gpu=gpu_request(),
     params:
         entry=lambda wc: config["bias_models"][wc.bias_model],
@@ -52,6 +53,7 @@ rule bias_logits:
         "../../envs/train.yaml"
     threads: config["threads"]
     resources:
+        **job_resources("bias"),
         gpu=gpu_request(),
     params:
         device=config["device"],

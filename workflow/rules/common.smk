@@ -57,6 +57,12 @@ def gpu_request():
     return 0 if config["device"] == "cpu" else 1
 
 
+def job_resources(family):
+    """`resources: mem_mb=, runtime=` of a heavy rule: config `resources.<family>` (MB and
+    minutes, what a cluster job asks for; profiles/slurm)."""
+    return dict(config["resources"][family])
+
+
 def insertion_output(path):
     """Per-cell-type insertion arrays: kept, or temp() (~23 GB at paper scale) when
     `preprocess.keep_insertions` is false."""

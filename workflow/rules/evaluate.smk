@@ -42,6 +42,8 @@ rule evaluate_model:
         model=_alternatives(EVAL_MODELS),
     conda:
         "../../envs/evaluate.yaml"
+    resources:
+        **job_resources("evaluate"),
     params:
         kind=lambda wc: EVAL_MODELS[wc.model]["kind"],
         members=lambda wc: EVAL_MODELS[wc.model]["members"],
@@ -100,6 +102,7 @@ rule evaluate_bias_model:
         "../../envs/evaluate.yaml"
     threads: config["threads"]
     resources:
+        **job_resources("evaluate"),
         gpu=gpu_request(),
     params:
         device=config["device"],

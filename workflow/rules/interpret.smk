@@ -42,6 +42,7 @@ rule interpret_attributions:
         "../../envs/interpret.yaml"
     threads: config["threads"]
     resources:
+        **job_resources("interpret"),
         gpu=gpu_request(),
     params:
         deepshap=INTERPRET.get("deepshap", {}),
@@ -84,6 +85,8 @@ rule interpret_clusters:
     conda:
         "../../envs/interpret.yaml"
     threads: config["threads"]
+    resources:
+        **job_resources("interpret"),
     params:
         models=lambda wc: INTERPRET_PATHS.roles(),
         clustering=INTERPRET.get("clustering", {}),
@@ -125,6 +128,7 @@ rule interpret_insertion:
         "../../envs/interpret.yaml"
     threads: config["threads"]
     resources:
+        **job_resources("interpret"),
         gpu=gpu_request(),
     params:
         models=lambda wc: INTERPRET_PATHS.roles(),
@@ -155,6 +159,7 @@ if config["source"] == "simulate":
             "../../envs/interpret.yaml"
         threads: config["threads"]
         resources:
+            **job_resources("interpret"),
             gpu=gpu_request(),
         params:
             models=lambda wc: INTERPRET_PATHS.roles(),

@@ -45,7 +45,7 @@ if config["source"] == "simulate":
             "../../envs/simulate.yaml"
         threads: config["threads"]
         resources:
-            mem_mb=4000,
+            **job_resources("simulate"),
         params:
             simulate=SIMULATE_CONFIG.to_dict(),
             seed=config["seed"],

@@ -28,6 +28,7 @@ rule train_model:
         "../../envs/train.yaml"
     threads: config["threads"]
     resources:
+        **job_resources("train"),
         gpu=gpu_request(),
     params:
         entry=lambda wc: run_entry(CATALOGUE[wc.model]),
