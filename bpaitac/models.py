@@ -30,6 +30,7 @@ network in eval mode, where BN is a fixed per-channel affine map.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -37,6 +38,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 SEQ_LEN = 1000
 PROFILE_LEN = 250
@@ -358,7 +361,8 @@ def resolve_device(name: str | torch.device) -> torch.device:
     GPU(s) it was allocated, so ``cuda:0`` is the GPU the job was given. ``cuda`` without a
     visible GPU and unknown names are errors naming the config key. Every entry point that takes
     a device (training, predictions, bias logits, attributions, motif insertion, bias-model
-    evaluation) resolves it here.
+    evaluation) resolves it here. The first resolution of each kind is logged with the job's
+    GPU variables (:data:`GPU_ENV`), so a rule's log shows which GPU a Slurm job was given.
     """
     if isinstance(name, torch.device):
         device = name  # already resolved (a torch.device is never `auto`)
@@ -371,9 +375,35 @@ def resolve_device(name: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
             "config `device: cuda` but no CUDA device is visible; set `device: auto` or `cpu`, "
-            "or run on a GPU node."
+            f"or run on a GPU node ({gpu_environment()})."
         )
+    _log_device(name, device)
     return device
+
+
+# What a scheduler tells a job about its GPUs: Slurm sets CUDA_VISIBLE_DEVICES and
+# SLURM_JOB_GPUS in a batch job given `--gpus`/`--gres`, SLURM_STEP_GPUS in its `srun` steps
+# (where Snakemake's Slurm plugin runs the rule).
+GPU_ENV = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_JOB_ID")
+_LOGGED: set[tuple[str, str]] = set()
+
+
+def gpu_environment() -> str:
+    """The job's GPU variables as ``NAME=value`` pairs (those that are set)."""
+    seen = [f"{k}={os.environ[k]}" for k in GPU_ENV if k in os.environ]
+    return ", ".join(seen) if seen else "no CUDA_VISIBLE_DEVICES or Slurm job variables set"
+
+
+def _log_device(name: str | torch.device, device: torch.device) -> None:
+    key = (str(name), str(device))
+    if key in _LOGGED:
+        return
+    _LOGGED.add(key)
+    what = str(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        what = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    logger.info("device %s -> %s; %s", name, what, gpu_environment())
 
 
 def load_model(
