@@ -212,6 +212,8 @@ def print_targets(results: Path) -> None:
             lines.append(("AI-TAC vs bpAI-TAC decided (paired)", value, True))
     if truth.exists():
         rec = pd.read_csv(truth, sep="\t")
+        # planted_motif is "NAME SOURCE" (e.g. "SPI1 JASPAR2024_MA0080.7"): keep the name.
+        rec["planted_motif"] = rec["planted_motif"].str.split().str[0]
         known = rec[rec["planted_motif"] != NOVEL]
         n_rec = int(known["recovered"].sum())
         names = ",".join(known.loc[known["recovered"], "planted_motif"])
@@ -228,13 +230,18 @@ def print_targets(results: Path) -> None:
             lines.append(
                 (f"{NOVEL} forms a cluster without JASPAR match", cluster or "no cluster", ok)
             )
-        got = known[known["recovered"]]
-        col = "r_cluster_activity_profile"
-        if col in got and len(got):
-            r = got.set_index("planted_motif")[col]
-            worst = r.min()
-            value = ", ".join(f"{k} {v:.2f}" for k, v in r.items())
-            lines.append(("insertion effect vs activity R >= 0.8", value, bool(worst >= 0.8)))
+        got = known[known["recovered"]].set_index("planted_motif")
+        if len(got):
+            # The cluster motifs' own insertion effects exist only for the clusters the paper's
+            # rule inserts (enriched in the profile model); the planted consensus is inserted
+            # for every planted motif and is printed beside it.
+            r = got["r_cluster_activity_profile"]
+            value = ", ".join(
+                f"{k} {v:.2f} (consensus {c:.2f})"
+                for k, v, c in zip(r.index, r, got["r_activity_profile"])
+            )
+            ok = bool(r.notna().all() and (r >= 0.8).all())
+            lines.append(("recovered motifs' insertion effect vs activity R >= 0.8", value, ok))
     if lines:
         print("\nvalidation targets")
         for target, value, ok in lines:
