@@ -92,10 +92,21 @@ def setup_logging(log_path: str | os.PathLike | None = None, level: int = loggin
     sys.excepthook = log_uncaught
 
 
+def log_exception(logger: logging.Logger, msg: str, *args: Any) -> None:
+    """Log the exception being handled, with its traceback, and mark it so that
+    :func:`log_uncaught` does not log it a second time when it is re-raised."""
+    logger.exception(msg, *args)
+    exc = sys.exc_info()[1]
+    if exc is not None:
+        exc._bpaitac_logged = True  # type: ignore[attr-defined]
+
+
 def log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
     """:data:`sys.excepthook` that logs the exception and its traceback (stderr and log file)."""
     if issubclass(exc_type, KeyboardInterrupt):
         sys.__excepthook__(exc_type, exc, tb)
+        return
+    if getattr(exc, "_bpaitac_logged", False):
         return
     logging.getLogger("bpaitac").critical(
         "failed with %s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb)

@@ -6,7 +6,7 @@ Rules (workflow/rules/evaluate.smk): ``evaluate_model`` writes the four tidy tab
 
 import logging
 
-from bpaitac.io import read_celltypes, setup_logging
+from bpaitac.io import log_exception, read_celltypes, setup_logging
 from bpaitac.metrics import (
     LEVELS,
     comparison_table,
@@ -72,4 +72,8 @@ def evaluate_summary() -> None:
         )
 
 
-{"evaluate_model": evaluate_model, "evaluate_summary": evaluate_summary}[snakemake.rule]()
+try:
+    {"evaluate_model": evaluate_model, "evaluate_summary": evaluate_summary}[snakemake.rule]()
+except Exception:
+    log_exception(log, "rule %s failed", snakemake.rule)
+    raise

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from bpaitac.io import atomic_path, setup_logging
+from bpaitac.io import atomic_path, log_exception, setup_logging
 from bpaitac.metrics import (
     BIAS_SETS,
     PAIR_COLUMNS,
@@ -74,5 +74,9 @@ def compare_bias_models() -> None:
     log.info("%d pairs of bias models compared on %s", len(tables) // len(BIAS_SETS), BIAS_SETS)
 
 
-rules = {"evaluate_bias_model": evaluate_bias_model, "compare_bias_models": compare_bias_models}
-rules[snakemake.rule]()
+try:
+    rules = {"evaluate_bias_model": evaluate_bias_model, "compare_bias_models": compare_bias_models}
+    rules[snakemake.rule]()
+except Exception:
+    log_exception(log, "rule %s failed", snakemake.rule)
+    raise

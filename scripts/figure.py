@@ -7,15 +7,19 @@ and writes it as PDF and PNG.
 
 import logging
 
-from bpaitac.io import setup_logging
+from bpaitac.io import log_exception, setup_logging
 from bpaitac.plots import build_figure, load_figure_tables, save_figure
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("figure")
 figure = snakemake.params.figure
-tables = load_figure_tables(figure, {k: list(v) for k, v in snakemake.input.items()})
-fig = build_figure(
-    figure, tables, dict(snakemake.params.comparisons), list(snakemake.params.lineages)
-)
-save_figure(fig, snakemake.output.pdf, snakemake.output.png)
-log.info("%s written: %s, %s", figure, snakemake.output.pdf, snakemake.output.png)
+try:
+    tables = load_figure_tables(figure, {k: list(v) for k, v in snakemake.input.items()})
+    fig = build_figure(
+        figure, tables, dict(snakemake.params.comparisons), list(snakemake.params.lineages)
+    )
+    save_figure(fig, snakemake.output.pdf, snakemake.output.png)
+    log.info("%s written: %s, %s", figure, snakemake.output.pdf, snakemake.output.png)
+except Exception:
+    log_exception(log, "figure %s failed", figure)
+    raise

@@ -60,3 +60,29 @@ def test_every_script_logs_to_its_rule_log_first():
         assert "snakemake.output" in body or "snakemake.rule" in body or "params" in body, (
             script.name
         )
+
+
+def test_an_error_logged_by_the_script_is_not_logged_twice(tmp_path):
+    """Scripts that log their own failure (log_exception) are not logged again by the hook."""
+    script = tmp_path / "s.py"
+    log = tmp_path / "s.log"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import logging
+            from bpaitac.io import log_exception, setup_logging
+
+            setup_logging({str(log)!r})
+            try:
+                raise ValueError("boom once")
+            except ValueError:
+                log_exception(logging.getLogger("s"), "step failed")
+                raise
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    text = log.read_text()
+    assert text.count("ValueError: boom once") == 1, text
