@@ -65,3 +65,16 @@ bench: $(STAMP) system-deps
 
 clean:
 	rm -rf results/tiny resources/tiny .snakemake
+
+# `snakemake --profile slurm` from any directory: links profiles/slurm into Snakemake's user
+# profile directory ($XDG_CONFIG_HOME/snakemake, else ~/.config/snakemake). PROFILE_NAME picks
+# another name; an existing profile of that name that is not such a link is left alone.
+PROFILE_NAME ?= slurm
+.PHONY: slurm-profile
+slurm-profile:
+	@dir="$${XDG_CONFIG_HOME:-$$HOME/.config}/snakemake"; dest="$$dir/$(PROFILE_NAME)"; \
+	if [ -e "$$dest" ] && [ ! -L "$$dest" ]; then \
+	  echo "error: $$dest exists (not a link to a checkout); remove it or run make slurm-profile PROFILE_NAME=bpaitac-slurm" >&2; exit 1; \
+	fi; \
+	mkdir -p "$$dir" && ln -sfn "$(CURDIR)/profiles/slurm" "$$dest" && \
+	echo "$$dest -> $(CURDIR)/profiles/slurm; run: snakemake --profile $(PROFILE_NAME) --configfile config/immgen.yaml"

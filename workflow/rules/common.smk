@@ -22,8 +22,11 @@ from bpaitac.config import (  # noqa: E402
     selected_celltypes,
 )
 from bpaitac.io import lineage_order  # noqa: E402
+from bpaitac.slurm import honour_no_account  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
+if workflow.is_main_process:
+    honour_no_account()  # `slurm-no-account: true` (profiles/slurm) means no -A and no guessing
 check_references(config)
 
 DATASET = config["dataset"]
@@ -53,7 +56,8 @@ wildcard_constraints:
 
 def gpu_request():
     """`resources: gpu=` of rules that run a network: 1 for `device: cuda` and `auto` (a
-    Slurm job is then given a GPU, which `auto` uses), 0 for `cpu`."""
+    Slurm job is then given a GPU, which `auto` uses), 0 for `cpu`. profiles/slurm lists these
+    rules for its GPU partition."""
     return 0 if config["device"] == "cpu" else 1
 
 
