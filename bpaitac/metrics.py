@@ -32,10 +32,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
 
 from bpaitac.io import InputError
+from bpaitac.lazy import LazyModule
+
+# scipy.stats is imported when a metric is computed, not when the workflow reads the paths below.
+stats = LazyModule("scipy.stats")
 
 LEVELS: dict[str, str] = {
     "ocr": "per_ocr",
@@ -248,6 +250,8 @@ def profile_jsd(observed: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
     Both rows are normalised to sum 1; rows with no observed insertions give NaN.
     """
+    from scipy.spatial.distance import jensenshannon
+
     observed = np.asarray(observed, dtype=np.float64)
     predicted = np.asarray(predicted, dtype=np.float64)
     if observed.shape != predicted.shape or observed.ndim != 2:

@@ -15,19 +15,14 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from bpaitac.io import InputError, atomic_path  # noqa: E402
-from bpaitac.metrics import (  # noqa: E402
+from bpaitac.io import InputError, atomic_path
+from bpaitac.lazy import LazyModule
+from bpaitac.metrics import (
     BIAS_PAIRS,
     LEVEL_KEYS,
     LEVELS,
@@ -39,6 +34,19 @@ from bpaitac.metrics import (  # noqa: E402
     read_level_tables,
     seed_means,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _agg_backend() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+# pyplot (Agg backend) is imported when a figure is drawn, not when the workflow reads FIGURES.
+plt = LazyModule("matplotlib.pyplot", before=_agg_backend)
 
 COMPARISONS: dict[str, str] = {
     "main": "AI-TAC vs bpAI-TAC (Figures 1b-d, S1); exactly two entries",

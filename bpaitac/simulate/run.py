@@ -23,7 +23,7 @@ import pysam
 
 from bpaitac.io import atomic_path
 from bpaitac.simulate import bam, bias, genome, grammar, reads, tables
-from bpaitac.simulate.config import SimulateConfig
+from bpaitac.simulate.config import TRUTH_FILES, SimulateConfig
 from bpaitac.simulate.motifs import Motif, load_motifs, write_meme
 
 log = logging.getLogger(__name__)
@@ -43,18 +43,6 @@ STREAMS = {
 }
 EDGE = 10
 """Bases at segment ends where no insertion is placed (reads must stay on the chromosome)."""
-TRUTH_FILES = (
-    "motifs.meme",
-    "activity.tsv",
-    "effects.tsv",
-    "tn5_bias.tsv",
-    "sites.tsv",
-    "occupancy.tsv",
-    "accessibility.tsv",
-    "ocrs.tsv",
-    "depth.tsv",
-    "expected_rates.npz",
-)
 
 
 def rng_for(seed: int, stream: str, *index: int) -> np.random.Generator:
