@@ -354,3 +354,14 @@ def test_make_slurm_profile_installs_it_by_name(tmp_path):
     )
     assert found.returncode == 0, found.stderr
     assert Path(found.stdout.strip()).resolve() == ROOT / "profiles" / "slurm" / "config.yaml"
+
+
+def test_skips_with_a_reason_where_slurm_cannot_be_installed(monkeypatch):
+    import slurm_cluster
+
+    monkeypatch.setattr(slurm_cluster.shutil, "which", lambda name: None)
+    monkeypatch.setattr(slurm_cluster.os, "geteuid", lambda: 1000)
+    assert "needs root" in why_unavailable()
+    monkeypatch.setattr(slurm_cluster.os, "geteuid", lambda: 0)
+    assert "apt-get is not available" in why_unavailable()
+    assert "not installed" in why_unavailable(install=False)
