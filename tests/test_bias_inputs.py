@@ -8,15 +8,12 @@ PRINT's protein-free DNA on hg38.
 
 from __future__ import annotations
 
-import functools
 import gzip
-import http.server
 import logging
 import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -290,19 +287,6 @@ def test_macs3_failure_names_the_bam_and_the_command_and_is_logged(tmp_path, cap
 # --------------------------------------------------------------------------------------------
 # The rules: downloads through a loopback mirror, MACS3 errors in the rule's log
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture()
-def mirror(tmp_path):
-    """Serve tmp_path/www on 127.0.0.1 (a stand-in for UCSC and Zenodo)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 @pytest.mark.slow

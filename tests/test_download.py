@@ -1,28 +1,11 @@
 """Downloads through a loopback HTTP mirror: content, gzip, atomicity, clear errors."""
 
-import functools
 import gzip
-import http.server
-import threading
 
 import pytest
 
 from bpaitac.download import copy_or_fetch, fetch
 from bpaitac.io import InputError
-
-
-@pytest.fixture()
-def mirror(tmp_path):
-    """Serve tmp_path/www on 127.0.0.1 (a stand-in for the ImmGen/UCSC servers)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 def test_fetch_plain_and_gzip(mirror, tmp_path):
