@@ -510,12 +510,9 @@ def compare_models(
         raise InputError(f"compare_models: no per-OCR rows for model {missing!r}.")
     seeds_a = a.groupby("seed")[metric].mean()
     seeds_b = b.groupby("seed")[metric].mean()
-    test = paired_wilcoxon(a.groupby("peak_id")[metric].mean(), b.groupby("peak_id")[metric].mean())
-    per_ocr = pd.concat(
-        [a.groupby("peak_id")[metric].mean(), b.groupby("peak_id")[metric].mean()],
-        axis=1,
-        join="inner",
-    ).dropna()
+    ocr_a, ocr_b = a.groupby("peak_id")[metric].mean(), b.groupby("peak_id")[metric].mean()
+    test = paired_wilcoxon(ocr_a, ocr_b)
+    per_ocr = pd.concat([ocr_a, ocr_b], axis=1, join="inner").dropna()
     pairs_better = float(np.mean([mb > ma for ma in seeds_a for mb in seeds_b]))
     welch = (
         float(stats.ttest_ind(seeds_b, seeds_a, equal_var=False).pvalue)
