@@ -184,14 +184,22 @@ def main() -> None:
     width = max(len(r[0]) for r in rows)
     for name, r, note in rows:
         print(f"{name:<{width}}  {r:6.3f}  {note}")
-    print_targets(Path(args.results) / args.dataset)
+    print_targets(Path(args.results) / args.dataset, truth / "activity.tsv")
 
 
 NOVEL = "NOVEL1"  # the simulator's synthetic motif (no JASPAR match by construction)
 
 
-def print_targets(results: Path) -> None:
-    """The validation targets against the values measured by the workflow, where present."""
+UBIQUITOUS_CV = 1.0  # planted activity CV across cell types below this: not lineage-specific
+
+
+def print_targets(results: Path, activity_tsv: Path) -> None:
+    """The validation targets against the values measured by the workflow, where present.
+
+    The insertion-activity target is judged on lineage-specific motifs. A motif planted with
+    the same activity in every lineage (CTCF, ELF1) varies across cell types only by the
+    simulator's log-normal noise (CV ~0.5), so its R measures noise; it is printed, not judged.
+    """
     summary, compared = results / "eval" / "summary.tsv", results / "eval" / "comparisons.tsv"
     truth = results / "interpret" / "truth_recovery.tsv"
     jaspar = results / "interpret" / "tomtom_jaspar.tsv"
@@ -231,21 +239,42 @@ def print_targets(results: Path) -> None:
                 (f"{NOVEL} forms a cluster without JASPAR match", cluster or "no cluster", ok)
             )
         got = known[known["recovered"]].set_index("planted_motif")
+        specific = _lineage_specific(activity_tsv, rec["activity_row"].dropna())
         if len(got):
-            # The cluster motifs' own insertion effects exist only for the clusters the paper's
-            # rule inserts (enriched in the profile model); the planted consensus is inserted
-            # for every planted motif and is printed beside it.
-            r = got["r_cluster_activity_profile"]
+            # Truth recovery inserts every recovered motif's best cluster (the learned motif);
+            # the planted consensus, inserted for every planted motif, is printed beside it.
+            rows = got[got["activity_row"].isin(specific)]
+            r = rows["r_cluster_activity_profile"]
             value = ", ".join(
                 f"{k} {v:.2f} (consensus {c:.2f})"
-                for k, v, c in zip(r.index, r, got["r_activity_profile"])
+                for k, v, c in zip(r.index, r, rows["r_activity_profile"])
             )
-            ok = bool(r.notna().all() and (r >= 0.8).all())
-            lines.append(("recovered motifs' insertion effect vs activity R >= 0.8", value, ok))
+            ubiquitous = got[~got["activity_row"].isin(specific)]
+            if len(ubiquitous):
+                value += "; not judged, activity equal across lineages: " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in ubiquitous["r_cluster_activity_profile"].items()
+                )
+            ok = bool(len(r) and r.notna().all() and (r >= 0.8).all())
+            lines.append(
+                (
+                    "recovered lineage-specific motifs' insertion effect vs activity R >= 0.8",
+                    value,
+                    ok,
+                )
+            )
     if lines:
         print("\nvalidation targets")
         for target, value, ok in lines:
             print(f"[{'met' if ok else 'MISSED'}] {target}: {value}")
+
+
+def _lineage_specific(activity_tsv: Path, rows: pd.Series) -> set[str]:
+    """Activity rows whose planted activity varies across cell types beyond the noise."""
+    if not activity_tsv.exists():
+        return set(rows)
+    act = pd.read_csv(activity_tsv, sep="\t", index_col=0)
+    cv = act.std(axis=1) / act.mean(axis=1)
+    return {str(k) for k in cv.index[cv >= UBIQUITOUS_CV]}
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class RegionCriteria:
     all_seeds_better: bool = True
     max_regions: int | None = None
     fallback_regions: int = 10
+    stratify_by_lineage: bool = False
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> RegionCriteria:
@@ -83,14 +84,20 @@ def align_predictions(preds: Sequence[Predictions], peak_ids: Sequence[str]) -> 
 
 
 def region_table(
-    reference: Sequence[Predictions], profile: Sequence[Predictions], criteria: RegionCriteria
+    reference: Sequence[Predictions],
+    profile: Sequence[Predictions],
+    criteria: RegionCriteria,
+    lineage_of: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Per test OCR: signal, CV, per-seed R of both models, the criteria and the selection.
 
     ``reference`` / ``profile`` hold one :class:`Predictions` per seed, rows in the same order.
     Accessibility is ``expm1(acc_obs)`` (quantile-normalised, linear) of the profile model's
     targets; R is the Pearson R of one OCR across targets. Selected OCRs have ``selected`` True
-    and ``selected_by`` ``criteria`` or, when none pass, ``fallback_top_delta``.
+    and ``selected_by`` ``criteria`` or, when none pass, ``fallback_top_delta``. With
+    ``lineage_of`` (target -> lineage) each OCR gets its ``top_lineage`` (highest mean
+    accessibility); ``criteria.stratify_by_lineage`` then takes passing OCRs in turn from each
+    lineage (largest R gain first within a lineage) instead of by R gain alone.
     """
     if not reference or not profile:
         raise InputError("region selection needs predictions of at least one seed per model.")
@@ -110,6 +117,13 @@ def region_table(
         }
     )
     table["delta_r"] = table["r_profile_mean"] - table["r_reference_mean"]
+    if lineage_of is not None:
+        table["top_lineage"] = top_lineage(linear, first.targets, lineage_of)
+    elif criteria.stratify_by_lineage:
+        raise InputError(
+            "interpret.regions.stratify_by_lineage needs the lineage of every target; "
+            "the region rule passes it from the cell-type table."
+        )
     table["pass_signal"] = table["max_accessibility"] > criteria.min_max_accessibility
     table["pass_cv"] = table["cv"] > criteria.min_cv
     table["pass_r"] = table["r_profile_mean"] > criteria.min_mean_r
@@ -123,6 +137,8 @@ def region_table(
     order = table["delta_r"].fillna(-np.inf)
     if passing.any():
         chosen = order[passing].sort_values(ascending=False, kind="stable").index
+        if criteria.stratify_by_lineage:
+            chosen = _round_robin(chosen, table.loc[chosen, "top_lineage"])
         if criteria.max_regions is not None:
             chosen = chosen[: criteria.max_regions]
         table.loc[chosen, "selected_by"] = "criteria"
@@ -158,6 +174,27 @@ def region_table(
     rank = pd.Series(np.arange(len(chosen)), index=chosen)
     table["rank"] = rank.reindex(table.index).astype("Int64")
     return table
+
+
+def top_lineage(
+    accessibility: np.ndarray, targets: Sequence[str], lineage_of: Mapping[str, str]
+) -> np.ndarray:
+    """Per OCR, the lineage with the highest mean accessibility over its targets.
+
+    A target named like a lineage (lineage-target models) is that lineage.
+    """
+    lineages = [lineage_of.get(str(t), str(t)) for t in targets]
+    means = pd.DataFrame(np.asarray(accessibility, dtype=np.float64)).T.groupby(lineages).mean().T
+    return means.columns.to_numpy()[means.to_numpy().argmax(axis=1)]
+
+
+def _round_robin(ranked: pd.Index, group: pd.Series) -> pd.Index:
+    """Reorder ``ranked`` (best first) so that groups take turns: each group's best, then
+    each group's second best, ... ; ties between groups keep the overall rank."""
+    turn = group.loc[ranked].groupby(group.loc[ranked], sort=False).cumcount()
+    position = pd.Series(np.arange(len(ranked)), index=ranked)
+    key = pd.DataFrame({"turn": turn, "position": position})
+    return key.sort_values(["turn", "position"], kind="stable").index
 
 
 def _nanmean_rows(a: np.ndarray) -> np.ndarray:

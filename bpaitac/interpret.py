@@ -125,14 +125,16 @@ def run_regions(
     profile_predictions: Sequence[str | os.PathLike],
     criteria: attr.RegionCriteria,
     out_tsv: str | os.PathLike,
+    lineage_of: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Region table of all test OCRs with the selection (Figure 3a)."""
+    """Region table of all test OCRs with the selection (Figure 3a); ``lineage_of`` maps
+    cell types to lineages (the ``top_lineage`` column and lineage-stratified selection)."""
     ref = [load_predictions(p) for p in reference_predictions]
     prof = [load_predictions(p) for p in profile_predictions]
     order = prof[0].peak_id
     ref = attr.align_predictions(ref, order)
     prof = attr.align_predictions(prof, order)
-    table = attr.region_table(ref, prof, criteria)
+    table = attr.region_table(ref, prof, criteria, lineage_of)
     _save_tsv(out_tsv, table)
     return table
 
@@ -838,7 +840,9 @@ def run_truth(
     so that the p-values have a full-size background; a planted motif is recovered when a
     cluster matches it at q < ``q_threshold``.
     """
-    clusters = read_tsv(clusters_tsv, ["cluster", "motif", "tested", "n_profile", "n_reference"])
+    clusters = read_tsv(
+        clusters_tsv, ["cluster", "motif", "consensus", "tested", "n_profile", "n_reference"]
+    )
     queries = mot.read_meme(clusters_meme)
     planted = {f"planted:{k}": v for k, v in _read_meme_full(truth_meme).items()}
     jaspar, names = mot.jaspar_motifs(release)
@@ -858,8 +862,14 @@ def run_truth(
     name_map = {f"planted:{k}": v for k, v in planted_name_map(raw_names, activity.index).items()}
     consensus = {k: "".join("ACGT"[i] for i in m.argmax(axis=0)) for k, m in planted.items()}
     background = shuffled_backgrounds(np.load(seq_path, mmap_mode="r"), n_sequences, seed)
-    planted_effects, _ = insert_motifs(
-        consensus,
+    inserted = read_tsv(effects_tsv, ["motif", "role", "lineage", "delta"])
+    # Figure 3c inserts only the clusters the paper's rule chooses; every recovered motif's best
+    # cluster is inserted here too, so each has an insertion effect to compare with its activity.
+    best = truth_recovery(clusters, matches, list(planted), activity, name_map, inserted)
+    extra = sorted(set(best["best_cluster"]) - {""} - set(inserted["motif"]))
+    cluster_consensus = dict(zip(clusters["motif"], clusters["consensus"]))
+    effects, _ = insert_motifs(
+        {**consensus, **{m: cluster_consensus[m] for m in extra}},
         {r: models[r] for r in ROLES},
         predictions,
         background,
@@ -868,7 +878,10 @@ def run_truth(
         batch_size=batch_size,
         device=device,
     )
-    cluster_effects = read_tsv(effects_tsv, ["motif", "role", "lineage", "delta"])
+    planted_effects = effects[effects["motif"].isin(list(consensus))]
+    cluster_effects = pd.concat(
+        [inserted, effects[effects["motif"].isin(extra)]], ignore_index=True
+    )
     table = truth_recovery(
         clusters, matches, list(planted), activity, name_map, planted_effects, cluster_effects
     )

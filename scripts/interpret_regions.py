@@ -13,6 +13,7 @@ try:
         list(snakemake.input.profile),
         RegionCriteria.from_config(snakemake.params.criteria),
         snakemake.output.regions,
+        lineage_of=dict(snakemake.params.lineage_of),
     )
 except Exception:
     logging.getLogger("interpret").exception("region selection failed")

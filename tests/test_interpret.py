@@ -81,6 +81,32 @@ def test_region_table_applies_all_criteria():
     assert capped["selected"].sum() == 1
 
 
+def test_region_table_stratified_by_lineage_takes_turns():
+    ref, prof = _region_inputs()
+    lineage_of = dict(zip(CT["celltype"], ["X", "X", "X", "Y", "Y", "Y"]))
+    crit = attr.RegionCriteria(min_max_accessibility=0, min_cv=0, min_mean_r=-1)
+    plain = attr.region_table(ref, prof, crit, lineage_of)
+    # p0/p1/p2 are most accessible in the first three cell types, p3 (reversed) in the last.
+    top = plain.set_index("peak_id")["top_lineage"]
+    assert top.tolist() == ["X", "X", "X", "Y"]
+    assert plain.loc[plain["selected"], "peak_id"].tolist() == ["p0", "p2", "p3"]
+    strat = attr.region_table(
+        ref, prof, attr.RegionCriteria(**{**crit.__dict__, "stratify_by_lineage": True}), lineage_of
+    )
+    chosen = attr.selected_regions(strat)
+    # The first two picks cover both lineages, whatever the R gains.
+    assert chosen["top_lineage"][:2].tolist() == ["X", "Y"]
+    capped = attr.region_table(
+        ref,
+        prof,
+        attr.RegionCriteria(**{**crit.__dict__, "stratify_by_lineage": True, "max_regions": 2}),
+        lineage_of,
+    )
+    assert set(capped.loc[capped["selected"], "top_lineage"]) == {"X", "Y"}
+    with pytest.raises(InputError, match="stratify_by_lineage"):
+        attr.region_table(ref, prof, attr.RegionCriteria(stratify_by_lineage=True))
+
+
 def test_region_table_falls_back_and_says_so(caplog):
     ref, prof = _region_inputs()
     crit = attr.RegionCriteria(min_max_accessibility=1e9, fallback_regions=2)
@@ -632,6 +658,7 @@ def test_run_truth_recovers_a_planted_motif(tmp_path, pipeline):
         {
             "cluster": [0, 1],
             "motif": ["cluster_0", "cluster_1"],
+            "consensus": ["".join("ACGT"[i] for i in jaspar["MA0080.7"].argmax(0)), "ACGTACGT"],
             "tested": [True, True],
             "n_profile": [9, 3],
             "n_reference": [0, 3],
@@ -648,10 +675,13 @@ def test_run_truth_recovers_a_planted_motif(tmp_path, pipeline):
     )
     act.to_csv(tmp_path / "activity.tsv", sep="\t")
     src = pipeline["dir"]
+    # Figure 3c's insertions without cluster_0: truth recovery must insert it itself.
+    inserted = pd.read_csv(src / "effects.tsv", sep="\t")
+    inserted[inserted["motif"] != "cluster_0"].to_csv(tmp_path / "effects.tsv", sep="\t")
     table = interp.run_truth(
         clusters_tsv=tmp_path / "clusters.tsv",
         clusters_meme=tmp_path / "clusters.meme",
-        effects_tsv=src / "effects.tsv",
+        effects_tsv=tmp_path / "effects.tsv",
         truth_meme=tmp_path / "truth.meme",
         activity_tsv=tmp_path / "activity.tsv",
         models={r: src / f"{r}.pt" for r in ("reference", "profile")},
@@ -670,6 +700,10 @@ def test_run_truth_recovers_a_planted_motif(tmp_path, pipeline):
     assert spi1["recovered_by"] == "profile" and spi1["activity_row"] == "SPI1"
     assert not ebf1["recovered"] and ebf1["recovered_by"] == "none"
     assert np.isfinite(table[["r_activity_profile", "r_activity_reference"]].to_numpy()).all()
+    assert np.isfinite(
+        spi1[["r_cluster_activity_profile", "r_cluster_activity_reference"]].astype(float)
+    ).all()
+    assert np.isnan(ebf1["r_cluster_activity_profile"])
     assert spi1["consensus"] == "".join("ACGT"[i] for i in jaspar["MA0080.7"].argmax(0))
     assert (tmp_path / "truth.tsv").exists()
 

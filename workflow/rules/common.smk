@@ -33,6 +33,7 @@ DATASET = config["dataset"]
 CELLTYPE_TABLE = selected_celltypes(config)
 SELECTED_CELLTYPES = list(CELLTYPE_TABLE["celltype"])
 LINEAGES = lineage_order(CELLTYPE_TABLE)
+LINEAGE_OF = dict(zip(CELLTYPE_TABLE["celltype"], CELLTYPE_TABLE["lineage"]))
 CATALOGUE = model_catalogue(config)
 MODEL_RUNS = [(m, s) for m, entry in CATALOGUE.items() for s in entry["seeds"]]
 FIGURES = list(config["figures"])

@@ -24,7 +24,8 @@ rule interpret_regions:
     conda:
         "../../envs/interpret.yaml"
     params:
-        criteria=INTERPRET.get("regions", {}),
+        criteria=INTERPRET["regions"],
+        lineage_of=LINEAGE_OF,
     script:
         "../../scripts/interpret_regions.py"
 

@@ -10,7 +10,6 @@ from bpaitac.train_paths import model_inputs, model_outputs, run_entry
 TARGET_FUNCTIONS["train"] = lambda: model_outputs(
     DATASET, [(m, s) for m, s in MODEL_RUNS if m in MODELS_TO_TRAIN]
 )
-LINEAGE_OF = dict(zip(CELLTYPE_TABLE["celltype"], CELLTYPE_TABLE["lineage"]))
 
 
 rule train_model:
