@@ -1,0 +1,19 @@
+"""Snakemake entry (checkpoint download_run_table): fetch ENA's read_run file report and write
+the normalised runs table of the cell types in use (bpaitac.runs)."""
+
+import logging
+
+from bpaitac.config import selected_celltypes
+from bpaitac.download import copy_or_fetch
+from bpaitac.io import log_exception, setup_logging
+from bpaitac.runs import build_run_table
+
+setup_logging(snakemake.log[0])
+log = logging.getLogger("download_runs")
+params, out = snakemake.params, snakemake.output
+try:
+    copy_or_fetch(params.url, out.report)
+    build_run_table(out.report, selected_celltypes(snakemake.config), out.runs, params.mirror)
+except Exception:
+    log_exception(log, "runs table from %s failed", params.url)
+    raise
