@@ -184,10 +184,29 @@ def main() -> None:
     width = max(len(r[0]) for r in rows)
     for name, r, note in rows:
         print(f"{name:<{width}}  {r:6.3f}  {note}")
+    print_interpreted_sites(Path(args.results) / args.dataset, truth / "sites.tsv")
     print_targets(Path(args.results) / args.dataset, truth / "activity.tsv")
 
 
 NOVEL = "NOVEL1"  # the simulator's synthetic motif (no JASPAR match by construction)
+
+
+def print_interpreted_sites(results: Path, sites_tsv: Path) -> None:
+    """Planted (non-weak) sites of each motif in the interpreted OCRs: what interpretation can
+    recover at most, and per top lineage, how many OCRs were interpreted."""
+    regions = results / "interpret" / "regions.tsv"
+    if not (regions.exists() and sites_tsv.exists()):
+        return
+    table = pd.read_csv(regions, sep="\t")
+    chosen = table[table["selected"].astype(bool)]
+    sites = pd.read_csv(sites_tsv, sep="\t")
+    sites = sites[sites["peak_id"].isin(chosen["peak_id"]) & ~sites["weak"].astype(bool)]
+    counts = sites["motif"].str.split().str[0].value_counts()
+    print(f"\nplanted non-weak sites in the {len(chosen)} interpreted OCRs")
+    print(", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
+    if "top_lineage" in chosen:
+        per = chosen["top_lineage"].value_counts()
+        print("interpreted OCRs per top lineage: " + ", ".join(f"{k} {v}" for k, v in per.items()))
 
 
 UBIQUITOUS_CV = 1.0  # planted activity CV across cell types below this: not lineage-specific
