@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 
 CELLTYPE_COLUMNS = ("celltype", "lineage", "organ")
+# Optional column: comma-separated other spellings of the cell type (e.g. in sample titles).
+ALIASES_COLUMN = "aliases"
 
 
 class InputError(ValueError):
@@ -116,6 +118,8 @@ def log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> 
 def read_celltypes(path: str | os.PathLike, per_lineage: int | None = None) -> pd.DataFrame:
     """Read and validate the cell-type table (``celltype``, ``lineage``, ``organ``; TSV).
 
+    An optional ``aliases`` column lists other spellings of a cell type, comma-separated (empty
+    allowed); the result always has it (empty strings when the table has no such column).
     ``per_lineage=k`` keeps the first ``k`` cell types of each lineage in table order.
     """
     path = Path(path)
@@ -138,11 +142,44 @@ def read_celltypes(path: str | os.PathLike, per_lineage: int | None = None) -> p
         raise InputError(
             f"{path}, line {line}: cell type {dup.iloc[0]!r} appears twice; keep one line."
         )
+    if ALIASES_COLUMN not in table.columns:
+        table[ALIASES_COLUMN] = ""
+    table[ALIASES_COLUMN] = [",".join(_split_aliases(a)) for a in table[ALIASES_COLUMN]]
+    check_aliases(table, path)
     if per_lineage is not None:
         if per_lineage < 1:
             raise InputError(f"celltypes_per_lineage must be >= 1 or null, got {per_lineage}.")
         table = table.groupby("lineage", sort=False, group_keys=False).head(per_lineage)
-    return table.loc[:, list(CELLTYPE_COLUMNS)].reset_index(drop=True)
+    return table.loc[:, [*CELLTYPE_COLUMNS, ALIASES_COLUMN]].reset_index(drop=True)
+
+
+def _split_aliases(cell: str) -> list[str]:
+    """The aliases of one table cell: comma-separated, blanks dropped."""
+    return [a.strip() for a in cell.split(",") if a.strip()]
+
+
+def check_aliases(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Raise when an alias equals a cell type or another alias (lines as in the TSV file)."""
+    seen = {name: (line, "cell type") for line, name in enumerate(table["celltype"], start=2)}
+    for line, (name, cell) in enumerate(zip(table["celltype"], table[ALIASES_COLUMN]), start=2):
+        for alias in _split_aliases(cell):
+            if alias in seen:
+                other, what = seen[alias]
+                where = f"the {what} on line {other}"
+                raise InputError(
+                    f"{path}, line {line}: alias {alias!r} of {name!r} equals {where}; "
+                    "each spelling may name one cell type only: remove or rename the alias."
+                )
+            seen[alias] = (line, "alias")
+
+
+def alias_map(celltypes: pd.DataFrame) -> dict[str, str]:
+    """Every spelling (cell type and its aliases) -> the cell type, for a table from
+    :func:`read_celltypes`."""
+    out = {name: name for name in celltypes["celltype"]}
+    for name, cell in zip(celltypes["celltype"], celltypes.get(ALIASES_COLUMN, [""] * len(out))):
+        out.update({alias: name for alias in _split_aliases(cell)})
+    return out
 
 
 def lineage_order(celltypes: pd.DataFrame) -> list[str]:

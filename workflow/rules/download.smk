@@ -1,5 +1,7 @@
-"""Fetch the real inputs (source: download): mm10, the ImmGen OCR table, BAMs, the protein-free
-DNA (PRINT's BAC clones on hg38 by default: its own genome, a fragments file or BAMs, regions)."""
+"""Fetch the real inputs (source: download): mm10, the ImmGen OCR table, the reads (per-cell-type
+BAMs, or with `download.reads: fastq` ENA's runs table and each run's FASTQ pair), the
+protein-free DNA (PRINT's BAC clones on hg38 by default: its own genome, a fragments file or BAMs,
+regions)."""
 
 if config["source"] == "download":
     DOWNLOAD = config["download"]
@@ -48,21 +50,72 @@ if config["source"] == "download":
             script:
                 "../../scripts/download.py"
 
-    rule download_bam:
-        output:
-            file="resources/{dataset}/bams/{celltype}.bam",
-            index="resources/{dataset}/bams/{celltype}.bam.bai",
-        log:
-            "logs/{dataset}/download/bam_{celltype}.log",
-        benchmark:
-            "benchmarks/{dataset}/download/bam_{celltype}.tsv"
-        retries: 2
-        conda:
-            "../../envs/preprocess.yaml"
-        params:
-            url=lambda wc: DOWNLOAD["bam_url_template"].format(celltype=wc.celltype),
-        script:
-            "../../scripts/download.py"
+    if DOWNLOAD["reads"] == "fastq":
+
+        checkpoint download_run_table:
+            input:
+                celltypes=config["celltypes"],
+            output:
+                report="resources/{dataset}/runs_filereport.tsv",
+                runs="resources/{dataset}/runs.tsv",
+            log:
+                "logs/{dataset}/download/runs.log",
+            retries: 2
+            conda:
+                "../../envs/preprocess.yaml"
+            resources:
+                mem_mb=1000,
+                runtime=30,
+            params:
+                url=DOWNLOAD["run_table_url"],
+                mirror=DOWNLOAD["fastq_mirror"],
+                celltypes_per_lineage=config["celltypes_per_lineage"],
+            script:
+                "../../scripts/download_runs.py"
+
+        # One run's FASTQ pair (~1-3 GB): md5-verified, resumed from *.part with HTTP Range.
+        # ancient(): a rebuilt runs table (new mirror, edited cell-type table) does not fetch
+        # the verified FASTQs again; fastq_retries is read from the config, not a param, so
+        # changing it does not either.
+        rule download_fastq:
+            input:
+                runs=ancient("resources/{dataset}/runs.tsv"),
+            output:
+                r1="resources/{dataset}/fastq/{run}_R1.fastq.gz",
+                r2="resources/{dataset}/fastq/{run}_R2.fastq.gz",
+            log:
+                "logs/{dataset}/download/fastq_{run}.log",
+            benchmark:
+                "benchmarks/{dataset}/download/fastq_{run}.tsv"
+            wildcard_constraints:
+                run=r"[A-Z]{3}\d+",
+            retries: 2
+            conda:
+                "../../envs/preprocess.yaml"
+            threads: 1
+            resources:
+                mem_mb=1000,
+                runtime=360,
+            script:
+                "../../scripts/download_fastq.py"
+
+    else:
+
+        rule download_bam:
+            output:
+                file="resources/{dataset}/bams/{celltype}.bam",
+                index="resources/{dataset}/bams/{celltype}.bam.bai",
+            log:
+                "logs/{dataset}/download/bam_{celltype}.log",
+            benchmark:
+                "benchmarks/{dataset}/download/bam_{celltype}.tsv"
+            retries: 2
+            conda:
+                "../../envs/preprocess.yaml"
+            params:
+                url=lambda wc: DOWNLOAD["bam_url_template"].format(celltype=wc.celltype),
+            script:
+                "../../scripts/download.py"
 
     if DOWNLOAD["protein_free_genome_url"] != "dataset":
 
