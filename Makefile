@@ -19,14 +19,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# bedtools (pybedtools), samtools and bowtie2 (alignment of FASTQ runs, workflow/rules/align.smk;
+# Debian bookworm: samtools 1.16.1, bowtie2 2.5.0, the versions envs/align.yaml pins).
 system-deps:
-	@missing=""; for t in bedtools samtools; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in bedtools samtools bowtie2; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing with apt-get"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "error: missing$$missing: install the Debian/Ubuntu package(s)$$missing (sudo apt-get install$$missing) or conda's bioconda::bedtools bioconda::samtools" >&2; exit 1; \
+	    echo "error: missing$$missing: install the Debian/Ubuntu package(s)$$missing (sudo apt-get install$$missing) or conda's bioconda::bedtools bioconda::samtools bioconda::bowtie2" >&2; exit 1; \
 	  fi; \
 	fi
 
