@@ -274,6 +274,15 @@ def print_targets(results: Path, activity_tsv: Path) -> None:
                     f"{k} {v:.2f}" for k, v in ubiquitous["r_cluster_activity_profile"].items()
                 )
             ok = bool(len(r) and r.notna().all() and (r >= 0.8).all())
+            if "r_site_effect_activity" in rows:
+                # What limits the activity target: a consensus site's planted effect
+                # (e_TF,c x occupancy) saturates and carries its own cell-type noise.
+                value += "; planted consensus-site effect vs activity (a perfect model's R): " + (
+                    ", ".join(f"{k} {v:.2f}" for k, v in rows["r_site_effect_activity"].items())
+                )
+                value += "; cluster insertion vs planted site effect: " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in rows["r_cluster_site_effect_profile"].items()
+                )
             lines.append(
                 (
                     "recovered lineage-specific motifs' insertion effect vs activity R >= 0.8",

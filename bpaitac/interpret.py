@@ -755,13 +755,16 @@ def truth_recovery(
     name_map: Mapping[str, str],
     planted_effects: pd.DataFrame,
     cluster_effects: pd.DataFrame | None = None,
+    site_effects: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per planted motif: recovery by the clusters and insertion-activity correlation.
 
     ``matches`` is a TomTom table of cluster motifs (``query``) against targets that include
     the planted motifs (``target`` = planted name) at the q threshold. ``planted_effects``
     (``motif``, ``role``, ``lineage``, ``delta``) are effects of inserting each planted motif's
-    consensus; ``cluster_effects`` those of the inserted cluster motifs.
+    consensus; ``cluster_effects`` those of the inserted cluster motifs. ``site_effects``
+    (activity row x lineage, :func:`planted_site_effects`) is what one consensus site adds in
+    the simulator; the insertion effects are also correlated with it (``r_*site_effect*``).
     """
     tested = clusters[clusters["tested"].astype(str).str.lower() == "true"]
     by_motif = tested.set_index("motif")
@@ -784,13 +787,19 @@ def truth_recovery(
             "recovered_by": by.get((n_prof > 0, n_ref > 0), "none"),
         }
         act = activity.loc[name_map[name]] if name in name_map else None
-        for role in ROLES:
-            row[f"r_activity_{role}"] = _effect_activity_r(planted_effects, name, role, act)
-            row[f"r_cluster_activity_{role}"] = (
-                _effect_activity_r(cluster_effects, row["best_cluster"], role, act)
-                if cluster_effects is not None and row["best_cluster"]
-                else np.nan
-            )
+        truths = {"activity": act}
+        if site_effects is not None:
+            site = site_effects.loc[name_map[name]] if name in name_map else None
+            truths["site_effect"] = site
+            row["r_site_effect_activity"] = _pearson_over_lineages(site, act)
+        for truth, values in truths.items():
+            for role in ROLES:
+                row[f"r_{truth}_{role}"] = _effect_activity_r(planted_effects, name, role, values)
+                row[f"r_cluster_{truth}_{role}"] = (
+                    _effect_activity_r(cluster_effects, row["best_cluster"], role, values)
+                    if cluster_effects is not None and row["best_cluster"]
+                    else np.nan
+                )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -798,17 +807,71 @@ def truth_recovery(
 def _effect_activity_r(
     effects: pd.DataFrame, motif: str, role: str, activity: pd.Series | None
 ) -> float:
-    """Pearson R over lineages of the mean insertion effect with the planted activity."""
+    """Pearson R over lineages of the mean insertion effect with a planted per-lineage value."""
     if activity is None:
         return np.nan
     sub = effects[(effects["motif"] == motif) & (effects["role"] == role)]
     if sub.empty:
         return np.nan
-    mean = sub.groupby("lineage")["delta"].mean().reindex(activity.index)
-    ok = mean.notna() & activity.notna()
-    if ok.sum() < 3 or mean[ok].std() == 0 or activity[ok].std() == 0:
+    return _pearson_over_lineages(sub.groupby("lineage")["delta"].mean(), activity)
+
+
+def _pearson_over_lineages(a: pd.Series | None, b: pd.Series | None) -> float:
+    """Pearson R of two per-lineage series over the lineages both have (NaN below 3)."""
+    if a is None or b is None:
         return np.nan
-    return float(stats.pearsonr(mean[ok], activity[ok]).statistic)
+    a = a.reindex(b.index)
+    ok = a.notna() & b.notna()
+    if ok.sum() < 3 or a[ok].std() == 0 or b[ok].std() == 0:
+        return np.nan
+    return float(stats.pearsonr(a[ok], b[ok]).statistic)
+
+
+def planted_site_effects(
+    ppms: Mapping[str, np.ndarray],
+    name_map: Mapping[str, str],
+    activity_tsv: str | os.PathLike,
+    effects_tsv: str | os.PathLike,
+    celltypes: pd.DataFrame,
+    lineages: Sequence[str],
+) -> pd.DataFrame:
+    """What one site with the consensus of each planted motif adds to accessibility in the
+    simulator, averaged per lineage (activity row x lineage).
+
+    Per cell type it is ``e_TF,c * expit(log a_TF,c + s_consensus - s_ref)`` (docs/simulation.md,
+    steps 5-6): the cell type's effect of a bound site times the consensus site's occupancy.
+    Occupancy saturates and ``e_TF,c`` has its own cell-type noise, so this, not the activity
+    alone, is what a perfect model's insertion effect follows.
+    """
+    from scipy.special import expit
+
+    from bpaitac.simulate.motifs import expected_score, log_odds
+
+    activity = read_tsv(activity_tsv)
+    activity = activity.set_index(activity.columns[0])
+    effect = read_tsv(effects_tsv)
+    effect = effect.set_index(effect.columns[0])
+    lineage_of = dict(zip(celltypes["celltype"], celltypes["lineage"]))
+    cols = [c for c in activity.columns if c in lineage_of and c in effect.columns]
+    if not cols:
+        raise InputError(
+            f"{effects_tsv}: no column is a cell type in use; expected TF x cell type."
+        )
+    rows = {}
+    for name, ppm in ppms.items():
+        tf = name_map.get(name)
+        if tf is None or tf not in effect.index:
+            continue
+        p = (ppm.T + 1e-6) / (ppm.T + 1e-6).sum(axis=1, keepdims=True)  # (w, 4)
+        s_consensus = float(log_odds(p).max(axis=1).sum())
+        with np.errstate(divide="ignore"):
+            log_a = np.log(activity.loc[tf, cols].to_numpy(dtype=float))
+        per_celltype = effect.loc[tf, cols].to_numpy(dtype=float) * expit(
+            log_a + s_consensus - expected_score(p)
+        )
+        by_lineage = pd.Series(per_celltype, index=cols).groupby(lineage_of).mean()
+        rows[tf] = by_lineage.reindex(list(lineages))
+    return pd.DataFrame(rows).T
 
 
 def run_truth(
@@ -818,6 +881,7 @@ def run_truth(
     effects_tsv: str | os.PathLike,
     truth_meme: str | os.PathLike,
     activity_tsv: str | os.PathLike,
+    site_effects_tsv: str | os.PathLike | None = None,
     models: Mapping[str, str | os.PathLike],
     predictions: Mapping[str, str | os.PathLike],
     seq_path: str | os.PathLike,
@@ -882,8 +946,20 @@ def run_truth(
     cluster_effects = pd.concat(
         [inserted, effects[effects["motif"].isin(extra)]], ignore_index=True
     )
+    site_effects = (
+        planted_site_effects(planted, name_map, activity_tsv, site_effects_tsv, celltypes, lineages)
+        if site_effects_tsv is not None
+        else None
+    )
     table = truth_recovery(
-        clusters, matches, list(planted), activity, name_map, planted_effects, cluster_effects
+        clusters,
+        matches,
+        list(planted),
+        activity,
+        name_map,
+        planted_effects,
+        cluster_effects,
+        site_effects,
     )
     table["planted_motif"] = table["planted_motif"].str.replace("planted:", "", regex=False)
     table.insert(1, "consensus", [consensus[f"planted:{m}"] for m in table["planted_motif"]])

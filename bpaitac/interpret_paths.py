@@ -162,6 +162,7 @@ class InterpretPaths:
             "effects": self.interpret_file(d, "insertion_effects.tsv"),
             "truth_meme": TRUTH_FILE.format(dataset=d, name="motifs.meme"),
             "activity": TRUTH_FILE.format(dataset=d, name="activity.tsv"),
+            "site_effects": TRUTH_FILE.format(dataset=d, name="effects.tsv"),
         }
 
     def figure_inputs(self, figure: str) -> Callable[[Any], dict[str, str]]:

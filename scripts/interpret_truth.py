@@ -19,6 +19,7 @@ try:
         effects_tsv=inp.effects,
         truth_meme=inp.truth_meme,
         activity_tsv=inp.activity,
+        site_effects_tsv=inp.site_effects,
         models={"reference": inp.model_reference, "profile": inp.model_profile},
         predictions={"reference": inp.predictions_reference, "profile": inp.predictions_profile},
         seq_path=inp.seq,

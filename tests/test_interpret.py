@@ -674,6 +674,7 @@ def test_run_truth_recovers_a_planted_motif(tmp_path, pipeline):
         columns=CT["celltype"],
     )
     act.to_csv(tmp_path / "activity.tsv", sep="\t")
+    (act * 0 + 1.5).to_csv(tmp_path / "site_effects.tsv", sep="\t")  # e_TF,c
     src = pipeline["dir"]
     # Figure 3c's insertions without cluster_0: truth recovery must insert it itself.
     inserted = pd.read_csv(src / "effects.tsv", sep="\t")
@@ -684,6 +685,7 @@ def test_run_truth_recovers_a_planted_motif(tmp_path, pipeline):
         effects_tsv=tmp_path / "effects.tsv",
         truth_meme=tmp_path / "truth.meme",
         activity_tsv=tmp_path / "activity.tsv",
+        site_effects_tsv=tmp_path / "site_effects.tsv",
         models={r: src / f"{r}.pt" for r in ("reference", "profile")},
         predictions={r: src / f"{r}1.npz" for r in ("reference", "profile")},
         seq_path=src / "seq.npy",
@@ -704,8 +706,34 @@ def test_run_truth_recovers_a_planted_motif(tmp_path, pipeline):
         spi1[["r_cluster_activity_profile", "r_cluster_activity_reference"]].astype(float)
     ).all()
     assert np.isnan(ebf1["r_cluster_activity_profile"])
+    # The consensus site's planted effect rises with SPI1's activity but saturates (the
+    # consensus is largely bound even at activity 0.1), so it is no linear copy of it.
+    assert 0 < spi1["r_site_effect_activity"] < 0.95
+    assert np.isfinite(
+        spi1[["r_site_effect_profile", "r_cluster_site_effect_profile"]].astype(float)
+    ).all()
     assert spi1["consensus"] == "".join("ACGT"[i] for i in jaspar["MA0080.7"].argmax(0))
     assert (tmp_path / "truth.tsv").exists()
+
+
+def test_planted_site_effects_saturate_with_activity(tmp_path):
+    jaspar, _ = mot.jaspar_motifs("JASPAR2024")
+    ppm = jaspar["MA0080.7"]
+    # Lineage A: activity far above the consensus's dissociation constant; B: 0.5x A's effect
+    # at the same saturation; C: activity 1e-9, unbound.
+    act = pd.DataFrame([[1e3, 1e3, 1e3, 1e3, 1e-9, 1e-9]], index=["SPI1"], columns=CT["celltype"])
+    eff = pd.DataFrame([[2.0, 2.0, 1.0, 1.0, 2.0, 2.0]], index=["SPI1"], columns=CT["celltype"])
+    act.to_csv(tmp_path / "activity.tsv", sep="\t")
+    eff.to_csv(tmp_path / "effects.tsv", sep="\t")
+    out = interp.planted_site_effects(
+        {"planted:SPI1": ppm},
+        {"planted:SPI1": "SPI1"},
+        tmp_path / "activity.tsv",
+        tmp_path / "effects.tsv",
+        CT,
+        LINEAGES,
+    )
+    np.testing.assert_allclose(out.loc["SPI1"].to_numpy(), [2.0, 1.0, 0.0], atol=1e-3)
 
 
 def test_nothing_to_insert_still_writes_tables_and_figures(pipeline, tmp_path):
