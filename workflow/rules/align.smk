@@ -13,6 +13,9 @@ from bpaitac.align import BOWTIE2_INDEX_SUFFIXES, run_files
 ALIGN = config["align"]
 ALIGN_PREBUILT = bool(ALIGN["bowtie2_index"])
 ALIGN_INDEX = ALIGN["bowtie2_index"] or "resources/{dataset}/bowtie2/genome"
+# What the alignment's results depend on (the params rerun trigger): threads and job sizes are
+# left out, so changing them does not realign 181 runs.
+ALIGN_SETTINGS = {k: v for k, v in ALIGN.items() if k not in ("threads", "resources")}
 
 
 # Index files to wait for: those of rule bowtie2_index; none for a prebuilt index (checked, with
@@ -77,7 +80,7 @@ rule trim_fastq:
     resources:
         **ALIGN["resources"]["trim"],
     params:
-        align=ALIGN,
+        align=ALIGN_SETTINGS,
     script:
         "../../scripts/align.py"
 
@@ -104,7 +107,7 @@ rule align_run:
     resources:
         **ALIGN["resources"]["align"],
     params:
-        align=ALIGN,
+        align=ALIGN_SETTINGS,
         index=lambda wc: ALIGN_INDEX.format(dataset=wc.dataset),
     script:
         "../../scripts/align.py"
