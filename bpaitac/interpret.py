@@ -766,12 +766,10 @@ def truth_recovery(
     (activity row x lineage, :func:`planted_site_effects`) is what one consensus site adds in
     the simulator; the insertion effects are also correlated with it (``r_*site_effect*``).
     """
-    tested = clusters[clusters["tested"].astype(str).str.lower() == "true"]
-    by_motif = tested.set_index("motif")
+    by_motif = _tested(clusters).set_index("motif")
     rows = []
     for name in planted:
-        hits = matches[matches["target"] == name].sort_values("q_value")
-        hits = hits[hits["query"].isin(by_motif.index)]
+        hits = _planted_hits(matches, by_motif.index, name)
         n_prof = int(by_motif.loc[hits["query"], "n_profile"].sum()) if len(hits) else 0
         n_ref = int(by_motif.loc[hits["query"], "n_reference"].sum()) if len(hits) else 0
         by = {(True, True): "both", (True, False): "profile", (False, True): "reference"}
@@ -802,6 +800,17 @@ def truth_recovery(
                 )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _tested(clusters: pd.DataFrame) -> pd.DataFrame:
+    """The clusters tested for enrichment (``tested`` true)."""
+    return clusters[clusters["tested"].astype(str).str.lower() == "true"]
+
+
+def _planted_hits(matches: pd.DataFrame, motifs: pd.Index, planted: str) -> pd.DataFrame:
+    """TomTom matches of the cluster motifs ``motifs`` to one planted motif, best q first."""
+    hits = matches[matches["target"] == planted].sort_values("q_value")
+    return hits[hits["query"].isin(motifs)]
 
 
 def _effect_activity_r(
@@ -929,8 +938,9 @@ def run_truth(
     inserted = read_tsv(effects_tsv, ["motif", "role", "lineage", "delta"])
     # Figure 3c inserts only the clusters the paper's rule chooses; every recovered motif's best
     # cluster is inserted here too, so each has an insertion effect to compare with its activity.
-    best = truth_recovery(clusters, matches, list(planted), activity, name_map, inserted)
-    extra = sorted(set(best["best_cluster"]) - {""} - set(inserted["motif"]))
+    tested = pd.Index(_tested(clusters)["motif"])
+    best = {h["query"].iloc[0] for p in planted if len(h := _planted_hits(matches, tested, p))}
+    extra = sorted(best - set(inserted["motif"]))
     cluster_consensus = dict(zip(clusters["motif"], clusters["consensus"]))
     effects, _ = insert_motifs(
         {**consensus, **{m: cluster_consensus[m] for m in extra}},
@@ -1263,7 +1273,7 @@ def figure_S6(
     """Cluster motifs on an average-linkage tree (correlation distance), per-model counts."""
     from tangermeme.plot import plot_logo
 
-    tested = clusters[clusters["tested"].astype(str).str.lower() == "true"].copy()
+    tested = _tested(clusters).copy()
     tested["enriched"] = tested["enriched"].astype(str).str.lower() == "true"
     tested = tested.sort_values(["enriched", "n_seqlets"], ascending=[False, False]).head(
         max_clusters
