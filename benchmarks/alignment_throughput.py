@@ -3,11 +3,12 @@
 Simulates a genome (third-order Markov chain, mouse GC and CpG depletion, no repeats) of
 ``--genome-mb`` Mb and ``--pairs`` fragments at random positions with the simulator's fragment
 lengths, writes them as a gzipped FASTQ pair with :mod:`bpaitac.simulate.fastq` (50 bp, 0.5 %
-errors, Nextera read-through, 5 % PCR duplicates, 2 % chrM) and times, with ``bpaitac.align``:
+errors, Nextera read-through, 5 % PCR duplicates, 2 % chrM) and times, with ``bpaitac.data.align``:
 
 - ``bowtie2-build`` of the genome + chrM (1 thread);
-- cutadapt trimming (:func:`bpaitac.align.trim_pair`) and alignment + filtering + markdup
-  (:func:`bpaitac.align.align_pair`: bowtie2 | samtools view | fixmate | sort | markdup) on each
+- cutadapt trimming (:func:`bpaitac.data.align.trim_pair`) and alignment + filtering + markdup
+  (:func:`bpaitac.data.align.align_pair`: bowtie2 | samtools view | fixmate | sort | markdup) on
+  each
   of ``--threads``, in read pairs per second per thread (CPU seconds of the child processes, so
   a shared machine inflates wall time but much less CPU time);
 - bytes per read pair of the gzipped FASTQ (as written: one quality string for every read, so
@@ -42,7 +43,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bpaitac import align  # noqa: E402
+from bpaitac.data import align  # noqa: E402
 from bpaitac.simulate import fastq  # noqa: E402
 from bpaitac.simulate import genome as sim_genome  # noqa: E402
 from bpaitac.simulate.config import FragmentLengthSpec  # noqa: E402

@@ -2,7 +2,8 @@
 
 One attribution is one sequence x one lineage output (the accessibility head summed over the
 lineage's tasks), averaged over ``--shuffles`` dinucleotide-shuffled references, exactly as the
-``interpret_attributions`` rule computes it (:func:`bpaitac.attribution.deep_shap`). Networks are
+``interpret_attributions`` rule computes it (:func:`bpaitac.interpret.attribution.deep_shap`).
+Networks are
 randomly initialised: the cost does not depend on the weights. Runs on the CPU and, when CUDA is
 available, on the GPU.
 
@@ -17,8 +18,8 @@ import time
 import numpy as np
 import torch
 
-from bpaitac.attribution import LineageAccessibility, deep_shap, references_for
-from bpaitac.models import build_model, count_parameters, one_hot
+from bpaitac.interpret.attribution import LineageAccessibility, deep_shap, references_for
+from bpaitac.model.network import build_model, count_parameters, one_hot
 
 # (name, filters, dilated blocks, tasks, lineages): config/config.yaml's `bpaitac` architecture
 # with 3 cell types per lineage, and the paper's network (Methods) on 90 cell types.

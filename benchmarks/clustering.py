@@ -2,7 +2,8 @@
 
 Exact complete-linkage clustering (`interpret.clustering.max_seqlets` >= the seqlet count) needs
 all pairwise alignment p-values: time and memory grow with the square of the seqlet count. Above
-the cap :func:`bpaitac.motifs.cluster_seqlets` clusters a sample and assigns the rest. Seqlet
+the cap :func:`bpaitac.interpret.motifs.cluster_seqlets` clusters a sample and assigns the rest.
+Seqlet
 windows are synthetic: motif families (a random 4 x 10 core plus noise and random flanks, on a
 random strand) mixed with pure-noise windows, 12-18 columns wide like the workflow's seqlets.
 
@@ -18,7 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from bpaitac.motifs import cluster_seqlets, reverse_complement
+from bpaitac.interpret.motifs import cluster_seqlets, reverse_complement
 
 
 def synthetic_seqlets(n: int, n_families: int, rng: np.random.Generator):

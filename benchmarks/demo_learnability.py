@@ -39,8 +39,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bpaitac.motifs import read_meme
-from bpaitac.predict import mean_r_across_targets
+from bpaitac.interpret.motifs import read_meme
+from bpaitac.model.predict import mean_r_across_targets
 from bpaitac.simulate.motifs import expected_score, log_odds
 
 CENTRAL = slice(300, 700)  # planted sites lie around the OCR centre (site_spread_sd 50 bp)

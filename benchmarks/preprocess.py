@@ -6,7 +6,7 @@ random 50 bp reads with binned qualities, 80 % of the fragments around 20,000 OC
 
 - ``samtools view -c`` (decode floor: BGZF inflate + record walk, no counting; apt samtools);
 - ``bedtools genomecov -ibam BAM -5 -bg`` (the bedtools route: unshifted, unfiltered 5' ends);
-- ``bpaitac.insertions.count_insertions`` over the 1000 bp OCR windows, numba engine on 1 and
+- ``bpaitac.data.insertions.count_insertions`` over the 1000 bp OCR windows, numba engine on 1 and
   2 threads, and the pysam engine (reference implementation).
 
 It prints wall time (best of ``--repeats``), CPU time, insertions per second and peak RSS of
@@ -109,7 +109,7 @@ def simulate_bam(path: Path, n_fragments: int, seed: int = 0) -> np.ndarray:
 
 def child_count(bam: str, windows: str, engine: str, threads: int) -> dict:
     """Count insertions over the OCR windows (run inside the child process)."""
-    from bpaitac.insertions import ReadFilter, count_insertions
+    from bpaitac.data.insertions import ReadFilter, count_insertions
 
     ocrs = np.load(windows)
     chroms = np.array(list(CHROMS), dtype=object)[ocrs[:, 0]]
@@ -218,7 +218,7 @@ def bench_insertions(args: argparse.Namespace, work: Path) -> None:
         vs_floor = f"{sec / floor[1]:12.2f} {cpu / floor[2]:11.2f}" if floor else f"{'n/a':>24s}"
         vs_bt = f"{bedtools[1] / sec:15.2f}" if bedtools else f"{'n/a':>15s}"
         print(f"{name:36s} {sec:7.3f} {cpu:7.2f} {rate} {rss:9.0f} {vs_floor} {vs_bt}")
-    from bpaitac.insertions import _Inflater
+    from bpaitac.data.insertions import _Inflater
 
     print(
         "\nbpaitac routes: wall and CPU s of the count_insertions call (imports and numba cache "
@@ -233,7 +233,7 @@ def bench_insertions(args: argparse.Namespace, work: Path) -> None:
 
 
 def child_assemble(work: str, n_celltypes: int) -> dict:
-    from bpaitac.dataset import assemble_dataset
+    from bpaitac.data.arrays import assemble_dataset
 
     root = Path(work) / f"c{n_celltypes}"
     cts = [f"ct{i}" for i in range(n_celltypes)]

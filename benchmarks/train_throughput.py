@@ -1,6 +1,6 @@
 """Training throughput of bpAI-TAC: sequences/s of a full training step, per device and mode.
 
-A step is what ``bpaitac.train.fit`` runs per batch: batch gather from arrays preloaded on the
+A step is what ``bpaitac.train.loop.fit`` runs per batch: batch gather from arrays preloaded on the
 device, one-hot encoding, forward, composite loss (MSE + CE, lambda 0.5, bias logits), backward,
 Adam. Default: the paper-scale network (F=300, D=9, 90 tasks, ~4.1 M parameters), batch 64.
 
@@ -25,9 +25,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from bpaitac.losses import model_loss
-from bpaitac.models import ModelSpec, build_model, count_parameters
-from bpaitac.train import BatchSource, SplitArrays, make_optimiser, train_step
+from bpaitac.model.losses import model_loss
+from bpaitac.model.network import ModelSpec, build_model, count_parameters
+from bpaitac.train.loop import BatchSource, SplitArrays, make_optimiser, train_step
 
 PAPER_TRAIN_OCRS = 267_237
 CUDA_MODES = ("fp32", "tf32", "bf16", "bf16+compile")

@@ -23,6 +23,10 @@ class InputError(ValueError):
     """Bad input: the message names the file, the place and the fix."""
 
 
+class ConfigError(InputError):
+    """A config value is invalid: the message names the key and the allowed values."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.

@@ -1,16 +1,16 @@
 """Snakemake entry of the alignment rules (workflow/rules/align.smk): FASTQ pairs -> BAMs.
 
-One script for the rule family; it dispatches on the rule's name to bpaitac.align. The tools'
+One script for the rule family; it dispatches on the rule's name to bpaitac.data.align. The tools'
 stderr and any error (naming the run and the command) go to the rule's log.
 """
 
 import logging
 
-from bpaitac import align
+from bpaitac.data import align
 from bpaitac.io import log_exception, setup_logging
 
 setup_logging(snakemake.log[0])
-log = logging.getLogger("bpaitac.align")
+log = logging.getLogger("bpaitac.data.align")
 inp, out, params, rule = snakemake.input, snakemake.output, snakemake.params, snakemake.rule
 cfg = align.AlignConfig.from_config(params.get("align", {}))
 threads = snakemake.threads
@@ -30,7 +30,7 @@ try:
     elif rule == "merge_celltype_bam":
         align.merge_bams(list(inp.bams), out.bam, threads, name=snakemake.wildcards.celltype)
     elif rule == "alignment_qc":
-        from bpaitac.runs import read_run_table
+        from bpaitac.data.runs import read_run_table
 
         table = align.qc_table(list(inp.qc), read_run_table(inp.runs))
         align.write_qc_table(table, out.table)

@@ -2,7 +2,7 @@
 
 import pysam
 
-from bpaitac.download import fetch, is_gzip_url
+from bpaitac.data.download import fetch, is_gzip_url
 from bpaitac.io import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821

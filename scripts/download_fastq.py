@@ -1,11 +1,11 @@
 """Snakemake entry (rule download_fastq): fetch the FASTQ pair of one run, resuming partial
-downloads and verifying the md5s of the runs table (bpaitac.download.fetch_run)."""
+downloads and verifying the md5s of the runs table (bpaitac.data.download.fetch_run)."""
 
 import logging
 
-from bpaitac.download import fetch_run
+from bpaitac.data.download import fetch_run
+from bpaitac.data.runs import read_run_table, run_row
 from bpaitac.io import log_exception, setup_logging
-from bpaitac.runs import read_run_table, run_row
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("download_fastq")

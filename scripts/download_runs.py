@@ -1,12 +1,12 @@
 """Snakemake entry (checkpoint download_run_table): fetch ENA's read_run file report and write
-the normalised runs table of the cell types in use (bpaitac.runs)."""
+the normalised runs table of the cell types in use (bpaitac.data.runs)."""
 
 import logging
 
-from bpaitac.config import selected_celltypes
-from bpaitac.download import copy_or_fetch
+from bpaitac.data.download import copy_or_fetch
+from bpaitac.data.runs import build_run_table
 from bpaitac.io import log_exception, setup_logging
-from bpaitac.runs import build_run_table
+from bpaitac.workflow.config import selected_celltypes
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("download_runs")

@@ -1,13 +1,12 @@
 """Snakemake entry: evaluation tables of one model and seed, or the summary of all models.
 
 Rules (workflow/rules/evaluate.smk): ``evaluate_model`` writes the four tidy tables of
-:func:`bpaitac.metrics.evaluate_files`; ``evaluate_summary`` writes ``eval/summary.tsv``.
+:func:`bpaitac.evaluate.metrics.evaluate_files`; ``evaluate_summary`` writes ``eval/summary.tsv``.
 """
 
 import logging
 
-from bpaitac.io import log_exception, read_celltypes, setup_logging
-from bpaitac.metrics import (
+from bpaitac.evaluate.metrics import (
     LEVELS,
     comparison_table,
     evaluate_files,
@@ -15,6 +14,7 @@ from bpaitac.metrics import (
     summarise,
     write_table,
 )
+from bpaitac.io import log_exception, read_celltypes, setup_logging
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("evaluate")

@@ -12,8 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from bpaitac.io import atomic_path, log_exception, setup_logging
-from bpaitac.metrics import (
+from bpaitac.evaluate.metrics import (
     BIAS_SETS,
     PAIR_COLUMNS,
     bias_pair_table,
@@ -22,6 +21,7 @@ from bpaitac.metrics import (
     predict_bias_profiles,
     write_table,
 )
+from bpaitac.io import atomic_path, log_exception, setup_logging
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("evaluate_bias")
@@ -30,7 +30,7 @@ log = logging.getLogger("evaluate_bias")
 def evaluate_bias_model() -> None:
     import torch
 
-    from bpaitac.models import load_model, resolve_device
+    from bpaitac.model.network import load_model, resolve_device
 
     torch.set_num_threads(snakemake.threads)
     device = resolve_device(snakemake.params.device)

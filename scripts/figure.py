@@ -1,14 +1,15 @@
 """Snakemake entry: draw one figure of Figures 1b-d, 2a-f, S1-S4 (``params.figure``).
 
 Reads the tidy evaluation tables named by the rule's inputs (one input per table level, each a
-list of files), validates their columns, draws the figure (:func:`bpaitac.plots.build_figure`)
+list of files), validates their columns, draws the figure
+(:func:`bpaitac.evaluate.figures.build_figure`)
 and writes it as PDF and PNG.
 """
 
 import logging
 
+from bpaitac.evaluate.figures import build_figure, load_figure_tables, save_figure
 from bpaitac.io import log_exception, setup_logging
-from bpaitac.plots import build_figure, load_figure_tables, save_figure
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("figure")

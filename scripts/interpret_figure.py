@@ -2,7 +2,7 @@
 
 import logging
 
-from bpaitac.interpret import run_figure
+from bpaitac.interpret.steps import run_figure
 from bpaitac.io import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -4,9 +4,9 @@ import logging
 
 import torch
 
-from bpaitac.config import selected_celltypes
-from bpaitac.interpret import run_insertion
+from bpaitac.interpret.steps import run_insertion
 from bpaitac.io import setup_logging
+from bpaitac.workflow.config import selected_celltypes
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -2,8 +2,8 @@
 
 import logging
 
-from bpaitac.attribution import RegionCriteria
-from bpaitac.interpret import run_regions
+from bpaitac.interpret.attribution import RegionCriteria
+from bpaitac.interpret.steps import run_regions
 from bpaitac.io import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -1,12 +1,13 @@
 """Snakemake entry of the preprocess rules (workflow/rules/preprocess.smk): BAMs -> arrays.
 
-One script for the rule family; it dispatches on the rule's name to bpaitac.dataset (and to
-bpaitac.peaks for the MACS3 closed-OCR p-values).
+One script for the rule family; it dispatches on the rule's name to bpaitac.data.arrays (and to
+bpaitac.data.peaks for the MACS3 closed-OCR p-values).
 """
 
 from pathlib import Path
 
-from bpaitac import dataset, peaks
+from bpaitac.data import arrays as dataset
+from bpaitac.data import peaks
 from bpaitac.io import setup_logging
 
 setup_logging(snakemake.log[0])

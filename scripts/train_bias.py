@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 
 from bpaitac.io import setup_logging
-from bpaitac.train import train_bias_model
+from bpaitac.train.loop import train_bias_model
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

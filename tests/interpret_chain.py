@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bpaitac import interpret as interp
+from bpaitac.interpret import steps as interp
 
 CT = pd.DataFrame(
     {

@@ -19,8 +19,8 @@ import pandas as pd
 import pysam
 import pytest
 
-from bpaitac import align
-from bpaitac.insertions import ReadFilter, count_insertions
+from bpaitac.data import align
+from bpaitac.data.insertions import ReadFilter, count_insertions
 from bpaitac.io import InputError
 from bpaitac.simulate import bam as sim_bam
 from bpaitac.simulate import fastq

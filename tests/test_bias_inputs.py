@@ -1,5 +1,6 @@
 """The real Tn5-bias inputs: protein-free DNA on its own genome from a fragments file, and the
-closed-OCR p-values computed with MACS3 (bpaitac.fragments, bpaitac.peaks, the preprocess rules).
+closed-OCR p-values computed with MACS3 (bpaitac.data.fragments, bpaitac.data.peaks, the preprocess
+rules).
 
 Two simulated datasets stand in for the real ones: `tiny` (config/tiny.yaml's simulate block, one
 cell type per lineage) plays ImmGen on mm10, and a second simulation on other chromosomes plays
@@ -23,11 +24,11 @@ import pytest
 import yaml
 from scipy.stats import mannwhitneyu
 
-from bpaitac import dataset as ds
-from bpaitac import peaks
-from bpaitac.fragments import count_fragment_insertions
+from bpaitac.data import arrays as ds
+from bpaitac.data import peaks
+from bpaitac.data.fragments import count_fragment_insertions
+from bpaitac.data.ocr_table import PEAK_ID, read_ocr_table
 from bpaitac.io import InputError, read_celltypes
-from bpaitac.ocr_table import PEAK_ID, read_ocr_table
 from bpaitac.simulate import SimulateConfig, simulate_dataset
 
 ROOT = Path(__file__).resolve().parent.parent

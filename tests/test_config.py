@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bpaitac.config import (
+from bpaitac.io import InputError, read_celltypes
+from bpaitac.workflow.config import (
     ConfigError,
     load_config,
     model_catalogue,
     models_to_train,
     validate_config,
 )
-from bpaitac.io import InputError, read_celltypes
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = [

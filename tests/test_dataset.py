@@ -1,4 +1,4 @@
-"""From OCR table + genome + BAMs to the split arrays and the bias sets (bpaitac.dataset)."""
+"""From OCR table + genome + BAMs to the split arrays and the bias sets (bpaitac.data.arrays)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 import pysam
 import pytest
 
-from bpaitac import dataset as ds
-from bpaitac.insertions import ReadFilter, count_insertions
+from bpaitac.data import arrays as ds
+from bpaitac.data.insertions import ReadFilter, count_insertions
 from bpaitac.io import InputError
 
 CELLTYPES = ["LTHSC.34-.BM", "B.Fr.E.BM", "DC.4+.Sp"]

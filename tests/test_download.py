@@ -4,7 +4,7 @@ import gzip
 
 import pytest
 
-from bpaitac.download import copy_or_fetch, fetch
+from bpaitac.data.download import copy_or_fetch, fetch
 from bpaitac.io import InputError
 
 

@@ -28,10 +28,10 @@ import pytest
 import yaml
 from conftest import RangeHandler
 
-from bpaitac.dataset import profile_starts
-from bpaitac.insertions import ReadFilter, count_insertions
+from bpaitac.data.arrays import profile_starts
+from bpaitac.data.insertions import ReadFilter, count_insertions
+from bpaitac.data.runs import REPORT_COLUMNS, parse_file_report, read_run_table
 from bpaitac.io import InputError, read_celltypes
-from bpaitac.runs import REPORT_COLUMNS, parse_file_report, read_run_table
 from bpaitac.simulate import SimulateConfig, simulate_dataset
 from bpaitac.simulate import mirror as sim_mirror
 from bpaitac.simulate.fastq import fragments_from_bam, insertions_of_molecule, parse_read_name

@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bpaitac import metrics as M
-from bpaitac import plots as P
+from bpaitac.evaluate import figures as P
+from bpaitac.evaluate import metrics as M
 from bpaitac.io import InputError, read_celltypes
+from bpaitac.workflow import evaluate_paths as EP
+from bpaitac.workflow import figures as WF
 
 ROOT = Path(__file__).resolve().parent.parent
 CELLTYPES = read_celltypes(ROOT / "config" / "celltypes.tsv", per_lineage=2)
@@ -55,7 +57,7 @@ def workdir(tmp_path_factory):
     lin_obs, lin_names = M.lineage_means(obs, celltypes, lineage_of, LINEAGES)
     peaks = np.array([f"peak{i}" for i in range(N_OCRS)])
     models = {m for key, c in COMPARISONS.items() if key != "bias_models" for m in c.values()}
-    files = {name: [] for name in M.LEVELS.values()}
+    files = {name: [] for name in EP.LEVELS.values()}
     for model in sorted(models):
         kind = KINDS.get(model, "celltypes")
         for seed in (1, 2):
@@ -75,17 +77,17 @@ def workdir(tmp_path_factory):
                 np.savez(paths[0], **arrays)
                 members = {model: None}
             tables = M.evaluate_files(paths, members, kind, CELLTYPES, LINEAGES, model, seed)
-            for level, name in M.LEVELS.items():
+            for level, name in EP.LEVELS.items():
                 out = root / "eval" / model / f"seed{seed}" / f"{name}.tsv"
                 M.write_table(tables[level], out)
                 files[name].append(out)
     # Bias models: per-window tables and the pairwise comparison.
-    observed = {s: rng.poisson(1.0, size=(40, 250)).astype(float) for s in M.BIAS_SETS}
+    observed = {s: rng.poisson(1.0, size=(40, 250)).astype(float) for s in EP.BIAS_SETS}
     preds, bias_files = {}, []
     for name in COMPARISONS["bias_models"].values():
         preds[name] = {}
         rows = []
-        for s in M.BIAS_SETS:
+        for s in EP.BIAS_SETS:
             p = observed[s] + rng.uniform(0.0, 3.0, size=observed[s].shape)
             preds[name][s] = p / p.sum(axis=1, keepdims=True)
             rows.append(M.bias_window_table(name, s, observed[s], preds[name][s]))
@@ -95,7 +97,7 @@ def workdir(tmp_path_factory):
     pairs = root / "eval" / "bias_models" / "pairs.tsv"
     pair_rows = [
         M.bias_pair_table("pf", "closed", s, preds["pf"][s], preds["closed"][s])
-        for s in M.BIAS_SETS
+        for s in EP.BIAS_SETS
     ]
     M.write_table(pd.concat(pair_rows, ignore_index=True), pairs)
     return {"root": root, "files": files, "bias": bias_files, "pairs": [pairs]}
@@ -104,21 +106,21 @@ def workdir(tmp_path_factory):
 def figure_inputs(workdir, figure):
     """What the figure rule's input function gives: level -> table files."""
     inputs = {}
-    for level in P.figure_levels(figure):
+    for level in WF.figure_levels(figure):
         if level == "bias":
             inputs[level] = workdir["bias"]
         elif level == "bias_pairs":
             inputs[level] = workdir["pairs"]
         else:
-            inputs[level] = workdir["files"][M.LEVELS[level]]
+            inputs[level] = workdir["files"][EP.LEVELS[level]]
     return inputs
 
 
-@pytest.mark.parametrize("figure", list(P.FIGURES))
+@pytest.mark.parametrize("figure", list(WF.FIGURES))
 def test_every_figure_builds(workdir, figure, tmp_path):
     tables = P.load_figure_tables(figure, figure_inputs(workdir, figure))
     fig = P.build_figure(figure, tables, COMPARISONS, LINEAGES)
-    assert len([ax for ax in fig.axes if ax.get_visible()]) >= len(P.FIGURES[figure].panels)
+    assert len([ax for ax in fig.axes if ax.get_visible()]) >= len(WF.FIGURES[figure].panels)
     pdf, png = tmp_path / f"{figure}.pdf", tmp_path / f"{figure}.png"
     P.save_figure(fig, pdf, png)
     assert pdf.read_bytes()[:4] == b"%PDF"
@@ -180,21 +182,21 @@ def test_figure_script_fails_on_malformed_table(workdir, tmp_path):
 
 def test_check_comparisons_names_the_key():
     models = ["aitac", "bpaitac", "poisson", "lineages", "single", "lambda1", "shallow", "bin20"]
-    P.check_comparisons(COMPARISONS, models, ["pf", "closed"], list(P.FIGURES))
+    WF.check_comparisons(COMPARISONS, models, ["pf", "closed"], list(WF.FIGURES))
     bad = {**COMPARISONS, "losses": {"AI-TAC": "aitac", "Typo": "poison"}}
     with pytest.raises(InputError, match=r"`comparisons\.losses\.Typo`: 'poison' is not defined"):
-        P.check_comparisons(bad, models, ["pf", "closed"], [])
+        WF.check_comparisons(bad, models, ["pf", "closed"], [])
     missing = {k: v for k, v in COMPARISONS.items() if k != "bins"}
     with pytest.raises(InputError, match=r"`comparisons\.bins` is missing: figure fig2f"):
-        P.check_comparisons(missing, models, ["pf", "closed"], ["fig2f"])
-    P.check_comparisons(missing, models, ["pf", "closed"], ["fig1b"])  # not requested: fine
+        WF.check_comparisons(missing, models, ["pf", "closed"], ["fig2f"])
+    WF.check_comparisons(missing, models, ["pf", "closed"], ["fig1b"])  # not requested: fine
     three = {**COMPARISONS, "main": {"a": "aitac", "b": "bpaitac", "c": "poisson"}}
     with pytest.raises(InputError, match="exactly two"):
-        P.check_comparisons(three, models, ["pf", "closed"], [])
+        WF.check_comparisons(three, models, ["pf", "closed"], [])
     bias = {**COMPARISONS, "bias_models": {"x": "aitac"}}
     with pytest.raises(InputError, match=r"`comparisons\.bias_models\.x`.*`bias_models:`"):
-        P.check_comparisons(bias, models, ["pf", "closed"], [])
-    assert P.required_models(COMPARISONS, ["fig1b", "fig2f"]) == ["aitac", "bpaitac", "bin20"]
+        WF.check_comparisons(bias, models, ["pf", "closed"], [])
+    assert WF.required_models(COMPARISONS, ["fig1b", "fig2f"]) == ["aitac", "bpaitac", "bin20"]
 
 
 def test_figure_input_paths_follow_comparisons():
@@ -202,11 +204,11 @@ def test_figure_input_paths_follow_comparisons():
         m: {"seeds": [1, 2], "members": {m: None}} for c in COMPARISONS.values() for m in c.values()
     }
     evaluated["single"]["members"] = {"single.B": "B", "single.abT": "abT"}
-    got = P.figure_input_paths("fig2b", "demo", COMPARISONS, evaluated)
+    got = WF.figure_input_paths("fig2b", "demo", COMPARISONS, evaluated)
     assert list(got) == ["lineage_ocr"]
     assert got["lineage_ocr"][0] == "results/demo/eval/single/seed1/per_lineage_ocr.tsv"
     assert len(got["lineage_ocr"]) == 6  # 3 models x 2 seeds
-    s4 = P.figure_input_paths("figS4", "demo", COMPARISONS, evaluated)
+    s4 = WF.figure_input_paths("figS4", "demo", COMPARISONS, evaluated)
     assert s4 == {
         "bias_pairs": ["results/demo/eval/bias_models/pairs.tsv"],
         "bias": [
@@ -214,12 +216,12 @@ def test_figure_input_paths_follow_comparisons():
             "results/demo/eval/bias_models/closed/per_window.tsv",
         ],
     }
-    s2 = P.figure_input_paths("figS2", "demo", COMPARISONS, evaluated)
+    s2 = WF.figure_input_paths("figS2", "demo", COMPARISONS, evaluated)
     assert set(s2) == {"target", "lineage"}
     assert len(s2["target"]) == len(set(s2["target"])) == 2 * 4  # aitac, bpaitac, poisson, lambda1
-    assert M.prediction_paths("demo", "single", 2, evaluated) == [
+    assert EP.prediction_paths("demo", "single", 2, evaluated) == [
         "results/demo/models/single.B/seed2/predictions_test.npz",
         "results/demo/models/single.abT/seed2/predictions_test.npz",
     ]
     with pytest.raises(InputError, match=r"`comparisons\.bins` is missing: figure fig2f"):
-        P.figure_input_paths("fig2f", "demo", {"main": COMPARISONS["main"]}, evaluated)
+        WF.figure_input_paths("fig2f", "demo", {"main": COMPARISONS["main"]}, evaluated)

@@ -10,8 +10,8 @@ import numpy as np
 import pysam
 import pytest
 
-from bpaitac import insertions as ins
-from bpaitac.insertions import ReadFilter, count_insertions
+from bpaitac.data import insertions as ins
+from bpaitac.data.insertions import ReadFilter, count_insertions
 from bpaitac.io import InputError
 
 ENGINES = ["pysam"] + (["numba"] if ins.numba is not None else [])

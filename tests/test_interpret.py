@@ -13,13 +13,13 @@ import yaml
 from interpret_chain import CT, LINEAGES, run_chain, write_predictions
 from scipy import stats
 
-from bpaitac import attribution as attr
-from bpaitac import interpret as interp
-from bpaitac import motifs as mot
-from bpaitac.config import ConfigError, validate_config
-from bpaitac.io import InputError
-from bpaitac.metrics import Predictions
-from bpaitac.models import build_model, one_hot, save_model
+from bpaitac.evaluate.metrics import Predictions
+from bpaitac.interpret import attribution as attr
+from bpaitac.interpret import motifs as mot
+from bpaitac.interpret import steps as interp
+from bpaitac.io import ConfigError, InputError
+from bpaitac.model.network import build_model, one_hot, save_model
+from bpaitac.workflow.config import validate_config
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".venv" / "numba-cache"))

@@ -26,10 +26,10 @@ import pytest
 import torch
 from interpret_chain import CT, LINEAGES, run_chain, write_predictions
 
-from bpaitac import attribution as attr
-from bpaitac import interpret as interp
-from bpaitac import motifs as mot
-from bpaitac.models import build_model, save_model
+from bpaitac.interpret import attribution as attr
+from bpaitac.interpret import motifs as mot
+from bpaitac.interpret import steps as interp
+from bpaitac.model.network import build_model, save_model
 from bpaitac.simulate.motifs import sample_sites
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ import torch
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import multinomial
 
-from bpaitac.losses import (
+from bpaitac.model.losses import (
     bin_profile,
     model_loss,
     mse_log_counts,

@@ -1,4 +1,4 @@
-"""Evaluation metrics (bpaitac.metrics), cross-checked against scipy on random data."""
+"""Evaluation metrics (bpaitac.evaluate.metrics), cross-checked against scipy on random data."""
 
 import numpy as np
 import pandas as pd
@@ -6,9 +6,10 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from bpaitac import metrics as M
-from bpaitac.config import model_catalogue
+from bpaitac.evaluate import metrics as M
 from bpaitac.io import InputError
+from bpaitac.workflow import evaluate_paths as EP
+from bpaitac.workflow.config import model_catalogue
 
 RNG = np.random.default_rng(7)
 
@@ -96,7 +97,7 @@ def test_evaluate_predictions_tables_match_scipy():
     pred = make_predictions()
     lineage_of = {"a": "L1", "b": "L1", "c": "L2", "d": "L2"}
     tables = M.evaluate_predictions(pred, "m", 3, lineage_of, ["L1", "L2"])
-    assert set(tables) == set(M.LEVELS)
+    assert set(tables) == set(EP.LEVELS)
     for level, table in tables.items():
         assert tuple(table.columns) == M.LEVEL_COLUMNS[level]
         assert (table["model"] == "m").all() and (table["seed"] == 3).all()
@@ -197,7 +198,7 @@ def test_paired_wilcoxon_matches_scipy_on_shared_units():
 
 
 def test_summarise_averages_per_seed_values():
-    tables = {level: [] for level in M.LEVELS}
+    tables = {level: [] for level in EP.LEVELS}
     lineage_of = {"a": "L1", "b": "L1", "c": "L2", "d": "L2"}
     for model in ("m1", "m2"):
         for seed in (1, 2):
@@ -233,7 +234,7 @@ def test_evaluated_models_groups_single_lineage_members():
         },
     }
     catalogue = model_catalogue(config)
-    got = M.evaluated_models(catalogue)
+    got = EP.evaluated_models(catalogue)
     assert list(got) == ["a", "ens"]
     assert got["a"] == {"kind": "celltypes", "label": "A", "seeds": [1, 2], "members": {"a": None}}
     assert got["ens"]["kind"] == "single_lineage" and got["ens"]["seeds"] == [3]

@@ -8,7 +8,7 @@ import torch
 import yaml
 from torch import nn
 
-from bpaitac.models import (
+from bpaitac.model.network import (
     ACC_HEADS,
     BpAITAC,
     ModelSpec,

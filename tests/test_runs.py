@@ -1,4 +1,4 @@
-"""ENA's run table and the FASTQ downloads (bpaitac.runs, bpaitac.download.fetch_run), the
+"""ENA's run table and the FASTQ downloads (bpaitac.data.runs, bpaitac.data.download.fetch_run), the
 cell-type aliases, and the two rules, against a loopback HTTP server with Range support."""
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from bpaitac.download import fetch, fetch_run, fetch_verified, partial_path
-from bpaitac.io import InputError, alias_map, read_celltypes
-from bpaitac.runs import (
+from bpaitac.data.download import fetch, fetch_run, fetch_verified, partial_path
+from bpaitac.data.runs import (
     REPORT_COLUMNS,
     RUN_COLUMNS,
     apply_mirror,
@@ -28,6 +27,7 @@ from bpaitac.runs import (
     runs_of,
     split_title,
 )
+from bpaitac.io import InputError, alias_map, read_celltypes
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -146,7 +146,7 @@ def test_file_report_to_run_table(tmp_path, celltypes, caplog):
     report = tmp_path / "report.tsv"
     write_report(report)
     out = tmp_path / "resources" / "runs.tsv"
-    with caplog.at_level(logging.INFO, logger="bpaitac.runs"):
+    with caplog.at_level(logging.INFO, logger="bpaitac.data.runs"):
         build_run_table(report, celltypes, out)
     skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
     assert len(skipped) == 1 and "SRR8186433" in skipped[0].getMessage()
@@ -359,7 +359,7 @@ def test_fetch_run_publishes_both_mates_only_when_both_verify(range_mirror, tmp_
 
 def test_fetch_detects_a_truncated_response_and_retries(range_mirror, tmp_path, monkeypatch):
     """The plain fetch (genome, OCR table, BAMs) no longer keeps a cut response as complete."""
-    monkeypatch.setattr("bpaitac.download.time.sleep", lambda s: None)
+    monkeypatch.setattr("bpaitac.data.download.time.sleep", lambda s: None)
     data = os.urandom(50_000)
     (range_mirror.root / "x.bin").write_bytes(data)
     range_mirror.cut.add("/x.bin")

@@ -13,15 +13,14 @@ import pytest
 import yaml
 from scipy.stats import chisquare, spearmanr
 
-from bpaitac.config import ConfigError
-from bpaitac.io import InputError, read_celltypes
-from bpaitac.ocr_table import LEADING_COLUMNS, read_ocr_table
+from bpaitac.data.ocr_table import LEADING_COLUMNS, read_ocr_table
+from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
+from bpaitac.io import ConfigError, InputError, read_celltypes
 from bpaitac.simulate import SimulateConfig, bias, genome, output_layout, reads, simulate_dataset
 from bpaitac.simulate import bam as simbam
 from bpaitac.simulate.config import FragmentLengthSpec
 from bpaitac.simulate.figure import composition_around, coverage, window_totals
 from bpaitac.simulate.motifs import load_motifs, reverse_complement, score_sites
-from bpaitac.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".venv" / "numba-cache"))

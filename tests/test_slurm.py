@@ -189,7 +189,8 @@ def test_gpu_rules_asked_for_one_gpu_and_got_it(slurm_run, cluster):
                 assert (asked, given) == ("gres:gpu:1", "gpu:1"), (rule, asked, given)
             else:
                 assert "gpu" not in asked + given, (rule, asked, given)
-    # The training jobs saw their GPU (bpaitac.models.resolve_device logs the job's variables).
+    # The training jobs saw their GPU (bpaitac.model.network.resolve_device logs the job's
+    # variables).
     logs = workdir / "logs" / config["dataset"]
     train_logs = [*(logs / "train").glob("*/seed*.log"), *(logs / "bias").glob("train_*.log")]
     assert len(train_logs) == len(jobs["train_model"]) + len(jobs["train_bias_model"])
@@ -210,7 +211,7 @@ def test_jobs_ask_for_their_rules_resources(slurm_run, cluster):
     job_id, _ = slurm_jobs(workdir)["figure_fig1b"][0]
     info = scontrol(cluster, job_id)
     assert (info["MinMemoryNode"], info["TimeLimit"]) == ("4000M", "01:00:00")
-    # No account set: no -A and nothing guessed (bpaitac/slurm.py).
+    # No account set: no -A and nothing guessed (bpaitac/workflow/slurm.py).
     assert "slurm account" not in proc.stderr.lower(), [
         line for line in proc.stderr.splitlines() if "account" in line.lower()
     ]
@@ -292,7 +293,7 @@ def test_workflow_profile_does_not_cap_cluster_runs():
 def test_no_account_means_no_guess(monkeypatch):
     import snakemake_executor_plugin_slurm as plugin
 
-    from bpaitac.slurm import honour_no_account
+    from bpaitac.workflow.slurm import honour_no_account
 
     assert honour_no_account() and honour_no_account()  # idempotent
     monkeypatch.setattr(plugin, "get_account", lambda *a: pytest.fail("account guessed"))
@@ -321,7 +322,7 @@ def test_auto_device_is_the_jobs_gpu(monkeypatch, caplog):
     `device: auto` resolves to it and logs what the job was given."""
     import torch
 
-    from bpaitac import models
+    from bpaitac.model import network as models
 
     monkeypatch.setattr(models, "_LOGGED", set())
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
@@ -329,7 +330,7 @@ def test_auto_device_is_the_jobs_gpu(monkeypatch, caplog):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"GPU{i}")
-    with caplog.at_level("INFO", logger="bpaitac.models"):
+    with caplog.at_level("INFO", logger="bpaitac.model.network"):
         device = models.resolve_device("auto")
     assert device == torch.device("cuda")
     assert "device auto -> cuda:0 (GPU0); CUDA_VISIBLE_DEVICES=3, SLURM_JOB_GPUS=3" in caplog.text

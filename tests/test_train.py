@@ -17,8 +17,8 @@ import torch
 import yaml
 from fixtures import ARCH, CELLTYPES, TABLE, TRAINING, write_bias_set, write_dataset
 
-from bpaitac.models import load_model, one_hot
-from bpaitac.train import (
+from bpaitac.model.network import load_model, one_hot
+from bpaitac.train.loop import (
     HISTORY_COLUMNS,
     Batch,
     BatchSource,
@@ -37,7 +37,7 @@ from bpaitac.train import (
     train_catalogue_model,
     write_bias_logits,
 )
-from bpaitac.train_paths import bias_set_inputs, model_inputs, model_outputs, run_entry
+from bpaitac.workflow.train_paths import bias_set_inputs, model_inputs, model_outputs, run_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 LINEAGE_OF = dict(zip(TABLE["celltype"], TABLE["lineage"]))
@@ -333,7 +333,7 @@ def test_resume_after_stop_gives_the_uninterrupted_weights(data, tmp_path, caplo
         torch.equal(saved[k], torch.zeros_like(saved[k]) if "mean" in k else torch.ones_like(
             saved[k])) for k in stats
     )  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="bpaitac.train"):
+    with caplog.at_level(logging.INFO, logger="bpaitac.train.loop"):
         result = run(data, part, entry=BPAITAC, training=training)
     assert "resuming" in caplog.text and "after epoch 1" in caplog.text
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
@@ -352,7 +352,7 @@ def test_reverse_complement_changes_training_and_the_run_identity(data, tmp_path
 
 
 def test_batchnorm_trains_in_train_mode_and_predicts_in_eval_mode(data, tmp_path, monkeypatch):
-    import bpaitac.train as train_module
+    import bpaitac.train.loop as train_module
 
     calls: list[tuple[bool, bool]] = []  # (gradients on, BN in training mode) per forward
     real_build = train_module.build_model
@@ -415,7 +415,7 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(data, tmp_
 def test_checkpoint_of_another_config_is_ignored(data, tmp_path, caplog):
     with pytest.raises(SimulatedKill):
         run(data, tmp_path, stop_after_epochs=1)
-    with caplog.at_level(logging.WARNING, logger="bpaitac.train"):
+    with caplog.at_level(logging.WARNING, logger="bpaitac.train.loop"):
         result = run(data, tmp_path, training={"learning_rate": 0.01, "max_epochs": 1})
     assert "another config" in caplog.text
     assert [h["epoch"] for h in result.history] == [1]
@@ -501,16 +501,16 @@ def _bpaitac_batch(data):
 
 
 def _small_model(n_tasks: int):
-    from bpaitac.models import build_model
+    from bpaitac.model.network import build_model
 
     torch.manual_seed(0)
     return build_model({**ARCH, "n_tasks": n_tasks})
 
 
 def test_bf16_autocast_step_and_prediction_run_on_cpu(data):
-    from bpaitac.losses import model_loss
-    from bpaitac.predict import predict_batches
-    from bpaitac.train import make_optimiser, train_step
+    from bpaitac.model.losses import model_loss
+    from bpaitac.model.predict import predict_batches
+    from bpaitac.train.loop import make_optimiser, train_step
 
     src, targets = _bpaitac_batch(data)
     model = _small_model(targets.n_tasks)

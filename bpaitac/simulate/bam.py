@@ -1,7 +1,7 @@
 """Paired-end BAM output for simulated fragments, and reading insertions back.
 
 A fragment with insertions ``l < r`` (0-based) becomes a proper pair under the convention of
-:mod:`bpaitac.tn5`: a plus-strand read starting at ``l - 4`` and a minus-strand read ending at
+:mod:`bpaitac.data.tn5`: a plus-strand read starting at ``l - 4`` and a minus-strand read ending at
 ``r + 6`` (half-open), both of ``min(read_length, TLEN)`` bases, TLEN = ``r - l + 10``. Reads
 carry no sequence (SEQ and QUAL are ``*``): the workflow uses positions only. Which mate is read 1
 is random. Records are written sorted by coordinate as SAM text and converted to BAM by samtools
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pysam
 
+from bpaitac.data.tn5 import insertion_of_read, minus_read_end, plus_read_start
 from bpaitac.io import atomic_path
-from bpaitac.tn5 import insertion_of_read, minus_read_end, plus_read_start
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The simulated Tn5 sequence-bias model: a position weight model over 20 bp around a cut.
 
 The relative preference of Tn5 for inserting at position ``x`` (0-based, after the +4/-5 shift
-of :mod:`bpaitac.tn5`) is ``b(x) = exp(sum_j W[j, seq[x + j]])`` for offsets ``j = -10 .. 9``.
+of :mod:`bpaitac.data.tn5`) is ``b(x) = exp(sum_j W[j, seq[x + j]])`` for offsets ``j = -10 .. 9``.
 ``W`` is palindromic about the point between ``x - 1`` and ``x`` (``W[j, b] = W[-1 - j, comp(b)]``)
 as expected for an enzyme acting as a dimer, with an A/T-rich core ``GTYTA|TARAC`` and GC-rich
 flanks, qualitatively like published Tn5 preferences (it is a model, not a fit). Each row is

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bpaitac.config import ConfigError
+from bpaitac.io import ConfigError
 
 # The truth tables written under resources/{dataset}/truth/ (here, not in run.py, so that the
 # workflow can name them without importing the generator).

@@ -1,7 +1,7 @@
 """Paired-end FASTQ files from simulated fragments, as a NextSeq ATAC-seq run would give them.
 
 A fragment is the DNA between two Tn5 insertions ``l < r`` (0-based) of the simulator
-(:mod:`bpaitac.simulate.reads`). Under the convention of :mod:`bpaitac.tn5` its sequenced
+(:mod:`bpaitac.simulate.reads`). Under the convention of :mod:`bpaitac.data.tn5` its sequenced
 molecule is ``genome[start:end]`` with ``start = l - 4`` and ``end = r + 6`` (half-open; TLEN =
 ``end - start``), which is exactly what :mod:`bpaitac.simulate.bam` writes. One read of the pair
 is the molecule's first ``read_length`` bases, the other the first bases of its reverse
@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 import pysam
 
+from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS, minus_read_end, plus_read_start
 from bpaitac.io import InputError, atomic_path
-from bpaitac.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS, minus_read_end, plus_read_start
 
 NEXTERA_R1_READTHROUGH = "CTGTCTCTTATACACATCTCCGAGCCCACGAGAC"
 """What read 1 reads after the end of a short molecule (mosaic end + i7 adapter)."""

@@ -122,8 +122,8 @@ def make_simulation_figure(
     n_motifs: int = 6,
 ) -> dict[str, float]:
     """Compute the panels from the written data and save the figure; returns summary numbers."""
+    from bpaitac.data.ocr_table import read_ocr_table
     from bpaitac.io import atomic_path
-    from bpaitac.ocr_table import read_ocr_table
 
     codes = read_genome(genome)
     sizes = {c: len(v) for c, v in codes.items()}

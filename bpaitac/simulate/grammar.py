@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from bpaitac.config import ConfigError
+from bpaitac.io import ConfigError
 from bpaitac.simulate.config import ALL_LINEAGES, ModuleSpec, MotifSpec, PairSpec, SimulateConfig
 from bpaitac.simulate.genome import decode
 from bpaitac.simulate.motifs import (

@@ -10,7 +10,7 @@ loopback HTTP server over the output directory stands in for ENA, UCSC and ImmGe
   types), their reads made by :func:`bpaitac.simulate.fastq.celltype_fastqs` from the cell type's
   simulated BAM; run accessions count up from SRR5799381 (the first ImmGen run) in cell-type and
   replicate order;
-- ``filereport.tsv``: the file report in ENA's format (:data:`bpaitac.runs.REPORT_COLUMNS`,
+- ``filereport.tsv``: the file report in ENA's format (:data:`bpaitac.data.runs.REPORT_COLUMNS`,
   ``fastq_ftp`` without scheme, ``;``-separated, real md5s and sizes), titles ``CellType#rep``,
   plus one foreign run (:data:`FOREIGN_TITLE`, with '/' and non-ASCII as SRR8186433-6) that the
   workflow must skip;
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bpaitac.data.runs import REPORT_COLUMNS
 from bpaitac.io import InputError, atomic_path
-from bpaitac.runs import REPORT_COLUMNS
 from bpaitac.simulate.fastq import FastqSpec, celltype_fastqs, write_chrm_fasta
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,8 @@ def report_line(run: str, title: str, files: Sequence[Path], pairs: int, read_le
 
 
 def write_file_report(lines: Sequence[str], path: Path) -> Path:
-    """The file report: ENA's header (:data:`bpaitac.runs.REPORT_COLUMNS`) and ``lines``, UTF-8."""
+    """The file report: ENA's header (:data:`bpaitac.data.runs.REPORT_COLUMNS`) and ``lines``,
+    UTF-8."""
     with atomic_path(path) as tmp:
         tmp.write_text("\t".join(REPORT_COLUMNS) + "\n" + "".join(lines), encoding="utf-8")
     return path

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from bpaitac.config import ConfigError
+from bpaitac.io import ConfigError
 from bpaitac.simulate.config import IUPAC, MotifSpec
 
 PSEUDOCOUNT = 0.01

@@ -15,7 +15,8 @@ insertions ``l < r`` and is drawn with probability
 ``P(l, r) ∝ rate(l) * L(r - l) * rate(r)``,   both ends inside the same segment,
 
 with ``L`` the fragment-length distribution over the insertion distance ``r - l`` (a fragment of
-``r - l`` has TLEN ``r - l + 10`` under the +4/-5 convention of :mod:`bpaitac.tn5`). Sampling is
+``r - l`` has TLEN ``r - l + 10`` under the +4/-5 convention of :mod:`bpaitac.data.tn5`). Sampling
+is
 exact. For long segments (chromosomes, protein-free regions) ``l`` is proposed from
 ``rate(l) * M(l)``, the length from ``L``, and the pair is accepted with probability
 ``rate(r) / M(l)``, where ``M(l)`` bounds the rate over every reachable ``r``. For short segments
@@ -36,8 +37,8 @@ from scipy.ndimage import maximum_filter1d
 from scipy.signal import oaconvolve
 from scipy.stats import norm
 
+from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
 from bpaitac.simulate.config import FragmentLengthSpec
-from bpaitac.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
 
 TLEN_OFFSET = TN5_SHIFT_PLUS - TN5_SHIFT_MINUS + 1
 """TLEN of a fragment minus the distance between its two insertions (10 bp)."""

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import poisson, rankdata
 
-from bpaitac.ocr_table import LEADING_COLUMNS
+from bpaitac.data.ocr_table import LEADING_COLUMNS
 
 WINDOW_HALF = 125
 """Counts and p-values use insertions within summit +- 125 bp (the central 250 bp)."""

@@ -1,14 +1,14 @@
 """FASTQ pairs -> per-cell-type BAMs (source: download with `download.reads: fastq`;
-bpaitac.align).
+bpaitac.data.align).
 
 trim_fastq (cutadapt, per run) -> align_run (bowtie2, filters, markdup; a temp filtered BAM and
 a QC row per run) -> merge_celltype_bam (resources/{dataset}/bams/{celltype}.bam + .bai, which
 the preprocessing reads) and alignment_qc (QC table and figure in the report). The bowtie2 index
 is built from the genome (bowtie2_index) unless `align.bowtie2_index` names a prebuilt one. The
-runs of a cell type come from the runs table of checkpoint download_run_table (bpaitac.runs).
+runs of a cell type come from the runs table of checkpoint download_run_table (bpaitac.data.runs).
 """
 
-from bpaitac.align import BOWTIE2_INDEX_SUFFIXES, run_files
+from bpaitac.workflow.align_paths import BOWTIE2_INDEX_SUFFIXES, run_files
 
 ALIGN = config["align"]
 ALIGN_PREBUILT = bool(ALIGN["bowtie2_index"])

@@ -1,10 +1,10 @@
 """Tn5 bias models: trained on a bias set with a profile-only loss, frozen, logits per split.
 
 `checkpoint.pt` in the model directory is deliberately not an output: it must survive a killed
-job so that the rerun resumes (bpaitac/train.py); it is removed when model.pt is written.
+job so that the rerun resumes (bpaitac/train/loop.py); it is removed when model.pt is written.
 """
 
-from bpaitac.train_paths import bias_set_inputs
+from bpaitac.workflow.train_paths import bias_set_inputs
 
 BIAS_DATA = {name: entry["data"] for name, entry in config["bias_models"].items()}
 

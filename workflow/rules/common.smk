@@ -15,14 +15,14 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
 )
 
-from bpaitac.config import (  # noqa: E402
+from bpaitac.workflow.config import (  # noqa: E402
     check_references,
     model_catalogue,
     models_to_train,
     selected_celltypes,
 )
 from bpaitac.io import lineage_order  # noqa: E402
-from bpaitac.slurm import honour_no_account  # noqa: E402
+from bpaitac.workflow.slurm import honour_no_account  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
 if workflow.is_main_process:

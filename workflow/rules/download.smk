@@ -147,7 +147,7 @@ if config["source"] == "download":
             "../../envs/preprocess.yaml"
         params:
             url=DOWNLOAD["protein_free_fragments_url"],
-            gunzip=False,  # kept as fetched; bpaitac.fragments reads gzip or plain text
+            gunzip=False,  # kept as fetched; bpaitac.data.fragments reads gzip or plain text
         script:
             "../../scripts/download.py"
 

@@ -1,13 +1,13 @@
 """Evaluation on the test split: per-model tables, their summary and the Tn5 bias models.
 
-Tables (docs/contracts.md, bpaitac/metrics.py): results/{dataset}/eval/{model}/seed{seed}/
+Tables (docs/contracts.md, bpaitac/evaluate/metrics.py): results/{dataset}/eval/{model}/seed{seed}/
 per_ocr.tsv, per_target.tsv, per_lineage_ocr.tsv, per_lineage.tsv; eval/summary.tsv;
 eval/bias_models/{bias_model}/per_window.tsv and eval/bias_models/pairs.tsv (Figure S4).
 A single-lineage ensemble is evaluated as one model under its catalogue name.
-The input functions are bpaitac.metrics.*_paths (tested in tests/test_metrics.py).
+The input functions are bpaitac.workflow.evaluate_paths.*_paths (tested in tests/test_metrics.py).
 """
 
-from bpaitac.metrics import (
+from bpaitac.workflow.evaluate_paths import (
     LEVELS,
     bias_eval_paths,
     bias_set_paths,
@@ -15,7 +15,7 @@ from bpaitac.metrics import (
     evaluated_models,
     prediction_paths,
 )
-from bpaitac.plots import BIAS_COMPARISON, check_comparisons
+from bpaitac.workflow.figures import BIAS_COMPARISON, check_comparisons
 
 COMPARISONS = config.get("comparisons", {})
 EVAL_MODELS = evaluated_models(CATALOGUE)

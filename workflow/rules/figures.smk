@@ -1,11 +1,11 @@
 """Figures 1b-d, 2a-f and S1-S4: one rule per figure (PDF + PNG, the PNG in the report).
 
 What each figure compares comes from the config's `comparisons:` block, which panels it has from
-bpaitac.plots.FIGURES, its input tables from bpaitac.plots.figure_input_paths.
+bpaitac.workflow.figures.FIGURES, its input tables from bpaitac.workflow.figures.figure_input_paths.
 Include after evaluate.smk.
 """
 
-from bpaitac.plots import FIGURES as EVAL_FIGURES, figure_input_paths
+from bpaitac.workflow.figures import FIGURES as EVAL_FIGURES, figure_input_paths
 
 for _figure, _spec in EVAL_FIGURES.items():
 

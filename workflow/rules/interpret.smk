@@ -2,12 +2,12 @@
 -> motif insertion and deep footprints, plus the truth table on simulated data.
 
 Which models are compared, and every threshold, come from the config's `interpret:` block
-(workflow/schemas/interpret.schema.yaml); input functions live in bpaitac/interpret_paths.py,
-the steps in bpaitac/interpret.py.
+(workflow/schemas/interpret.schema.yaml); input functions live in bpaitac/workflow/interpret_paths.py,
+the steps in bpaitac/interpret/steps.py.
 """
 
-from bpaitac.interpret_paths import FIGURES as INTERPRET_FIGURES
-from bpaitac.interpret_paths import InterpretPaths
+from bpaitac.workflow.interpret_paths import FIGURES as INTERPRET_FIGURES
+from bpaitac.workflow.interpret_paths import InterpretPaths
 
 INTERPRET = config.get("interpret", {})
 INTERPRET_PATHS = InterpretPaths(config, CATALOGUE)

@@ -1,11 +1,11 @@
-"""From BAMs to training arrays (bpaitac.dataset, bpaitac.insertions; docs/contracts.md).
+"""From BAMs to training arrays (bpaitac.data.arrays, bpaitac.data.insertions; docs/contracts.md).
 
 prepare_ocrs -> count_insertions (one job per cell type, one pass over its BAM) ->
 assemble_dataset (per-split profile.npy, quantile-normalised counts.npy), plus the two Tn5-bias
 training sets. BAM indexes are not declared inputs: they come with the BAM (simulate/download
 rules), and a missing one is reported with the fix (or built when preprocess.index_missing).
 The closed-OCR p-values are read from resources/ (preprocess.closed_pvalues: table) or computed
-with MACS3 (macs3: closed_pvalues_macs3 per cell type, then closed_pvalues_table; bpaitac.peaks).
+with MACS3 (macs3: closed_pvalues_macs3 per cell type, then closed_pvalues_table; bpaitac.data.peaks).
 """
 
 PREPROCESS_SPLITS = ["train", "val", "test"]

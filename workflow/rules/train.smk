@@ -1,10 +1,10 @@
-"""Model training: one job per catalogue model and seed (bpaitac.config.model_catalogue).
+"""Model training: one job per catalogue model and seed (bpaitac.workflow.config.model_catalogue).
 
 `checkpoint.pt` in the seed directory is deliberately not an output: it must survive a killed
-job so that the rerun resumes (bpaitac/train.py); it is removed when the outputs are written.
+job so that the rerun resumes (bpaitac/train/loop.py); it is removed when the outputs are written.
 """
 
-from bpaitac.train_paths import model_inputs, model_outputs, run_entry
+from bpaitac.workflow.train_paths import model_inputs, model_outputs, run_entry
 
 # `figures:` limits the run: only models a selected figure needs (or no figure uses) are trained.
 TARGET_FUNCTIONS["train"] = lambda: model_outputs(

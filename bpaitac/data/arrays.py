@@ -5,7 +5,7 @@ The steps (one Snakemake rule each, see ``workflow/rules/preprocess.smk``):
 1. :func:`prepare_ocrs`: validate the OCR table, drop OCRs whose 1000 bp window runs off a
    chromosome or holds too many N (counts logged), assign splits by chromosome and write the
    sequences of each split (``seq.npy``, uint8 base indices A,C,G,T,N = 0..4) with ``ocrs.tsv``.
-2. :func:`count_ocr_insertions`: one pass over one cell type's BAM (:mod:`bpaitac.insertions`),
+2. :func:`count_ocr_insertions`: one pass over one cell type's BAM (:mod:`bpaitac.data.insertions`),
    Tn5 insertions per base in the central ``profile_width`` bp of every kept OCR.
 3. :func:`assemble_dataset`: stream the per-cell-type counts OCR chunk by OCR chunk into
    ``profile.npy`` (N, C, 250) per split and quantile-normalise the per-OCR totals across
@@ -32,16 +32,16 @@ import pandas as pd
 import pysam
 from scipy.stats import rankdata
 
-from bpaitac.fragments import count_fragment_insertions
-from bpaitac.insertions import (
+from bpaitac.data.fragments import count_fragment_insertions
+from bpaitac.data.insertions import (
     ReadFilter,
     check_bam_contigs,
     clip_uint16,
     count_insertions,
     ensure_bam_index,
 )
+from bpaitac.data.ocr_table import PEAK_ID, read_ocr_table
 from bpaitac.io import InputError, atomic_path, check_unique_columns
-from bpaitac.ocr_table import PEAK_ID, read_ocr_table
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def load_ocrs(
     """The OCR table as ``peak_id``, ``chrom``, ``summit`` (0-based); with ``included_only``
     only the OCRs flagged in ``Included.in.systematic.analysis``.
 
-    :func:`bpaitac.ocr_table.read_ocr_table` validates it: missing or duplicated columns, a
+    :func:`bpaitac.data.ocr_table.read_ocr_table` validates it: missing or duplicated columns, a
     cell type without its column, duplicated peak IDs and bad summits raise errors that name
     the file, the column or line, and the fix.
     """
@@ -690,7 +690,7 @@ def protein_free_set(
     Regions (not tiles) are split into train/val so that no DNA is shared across splits.
 
     The insertions come from one BAM per replicate (``bams``) or from one ``fragments`` file
-    whose barcodes name the ``replicates`` (see :mod:`bpaitac.fragments`; ``barcodes`` maps a
+    whose barcodes name the ``replicates`` (see :mod:`bpaitac.data.fragments`; ``barcodes`` maps a
     barcode to its replicate, ``fragments_shift`` declares whether the Tn5 shift is applied).
     ``genome`` is the protein-free DNA's own assembly (hg38 for PRINT's BAC clones).
     """

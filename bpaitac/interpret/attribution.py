@@ -31,8 +31,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from bpaitac.evaluate.metrics import Predictions, coefficient_of_variation, rowwise_pearson
 from bpaitac.io import InputError
-from bpaitac.metrics import Predictions, coefficient_of_variation, rowwise_pearson
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ def deep_shap(
     """
     from tangermeme.deep_lift_shap import deep_lift_shap
 
-    from bpaitac.models import resolve_device
+    from bpaitac.model.network import resolve_device
 
     device = str(resolve_device(device))  # cpu, cuda or auto -> what tangermeme moves to
     if references is None:

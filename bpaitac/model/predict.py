@@ -18,14 +18,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from bpaitac.losses import match_bins
-from bpaitac.models import BpAITAC, one_hot, resolve_device
+from bpaitac.model.losses import match_bins
+from bpaitac.model.network import BpAITAC, one_hot, resolve_device
 
 log = logging.getLogger(__name__)
 
 
 class BatchLike(Protocol):
-    """What the prediction loop needs from a batch (see :class:`bpaitac.train.Batch`)."""
+    """What the prediction loop needs from a batch (see :class:`bpaitac.train.loop.Batch`)."""
 
     x: torch.Tensor
     bias: torch.Tensor | None
@@ -135,7 +135,7 @@ def bias_logits(
 ) -> np.ndarray:
     """Profile logits (N, 250) float32 of a one-task, unbinned bias model for sequences (N, L).
 
-    Runs in eval mode; ``device``: cpu, cuda or auto (:func:`bpaitac.models.resolve_device`).
+    Runs in eval mode; ``device``: cpu, cuda or auto (:func:`bpaitac.model.network.resolve_device`).
     """
     device = resolve_device(device)
     spec = model.spec

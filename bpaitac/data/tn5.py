@@ -11,7 +11,7 @@ and by -5 on the minus strand. All positions here are 0-based genome coordinates
   ``p`` ends at ``reference_end = p + 5 + 1`` (half-open end).
 
 The simulator (:mod:`bpaitac.simulate`) writes reads so that the preprocessing
-(:mod:`bpaitac.insertions`), which applies exactly these shifts, recovers exactly the simulated
+(:mod:`bpaitac.data.insertions`), which applies exactly these shifts, recovers exactly the simulated
 insertion positions.
 """
 

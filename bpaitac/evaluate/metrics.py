@@ -35,17 +35,10 @@ import pandas as pd
 
 from bpaitac.io import InputError
 from bpaitac.lazy import LazyModule
+from bpaitac.workflow.evaluate_paths import SINGLE_LINEAGE
 
 # scipy.stats is imported when a metric is computed, not when the workflow reads the paths below.
 stats = LazyModule("scipy.stats")
-
-LEVELS: dict[str, str] = {
-    "ocr": "per_ocr",
-    "target": "per_target",
-    "lineage_ocr": "per_lineage_ocr",
-    "lineage": "per_lineage",
-}
-"""Evaluation level -> table name (``results/{dataset}/eval/{model}/seed{seed}/{name}.tsv``)."""
 
 LEVEL_KEYS: dict[str, str] = {
     "ocr": "peak_id",
@@ -82,9 +75,6 @@ LEVEL_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 """The columns of each evaluation table, in order."""
 
-BIAS_SETS: tuple[str, ...] = ("protein_free", "closed_ocrs")
-"""Held-out bias sets (``results/{dataset}/data/bias_sets/{set}/val/``)."""
-
 BIAS_COLUMNS: tuple[str, ...] = (
     "bias_model",
     "eval_set",
@@ -106,8 +96,6 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 """Required columns of every table a figure reads, by level."""
 
 QUARTILES: tuple[str, ...] = ("Q1", "Q2", "Q3", "Q4")
-
-SINGLE_LINEAGE = "single_lineage"
 
 ARRAY_KEYS: tuple[str, ...] = ("acc_pred", "acc_obs", "profile_jsd", "profile_r")
 """The (N, T) arrays of a predictions file."""
@@ -685,43 +673,6 @@ def bias_pair_table(
 
 
 # --------------------------------------------------------------------------------------------
-# Which models are evaluated, and which the figures compare
-
-
-def evaluated_models(catalogue: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The units of evaluation: every catalogue model, with single-lineage members grouped.
-
-    Returns ``name -> {"kind", "label", "seeds", "members"}`` where ``kind`` is ``celltypes``,
-    ``lineages`` or ``single_lineage`` and ``members`` maps each trained model to the lineage it
-    predicts (``None`` for multi-task models, whose only member is the model itself).
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for name, entry in catalogue.items():
-        ensemble = entry.get("ensemble")
-        if ensemble is None:
-            out[name] = {
-                "kind": str(entry.get("targets", "celltypes")),
-                "label": str(entry.get("label", name)),
-                "seeds": [int(s) for s in entry["seeds"]],
-                "members": {name: None},
-            }
-            continue
-        target = str(entry.get("targets", ""))
-        lineage = target.split(":", 1)[1] if target.startswith("lineage:") else name
-        rec = out.setdefault(
-            ensemble,
-            {
-                "kind": SINGLE_LINEAGE,
-                "label": str(entry.get("label", ensemble)),
-                "seeds": [int(s) for s in entry["seeds"]],
-                "members": {},
-            },
-        )
-        rec["members"][name] = lineage
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # File-level entry points (called by scripts/evaluate.py and scripts/evaluate_bias.py)
 
 
@@ -777,12 +728,12 @@ def predict_bias_profiles(
 ) -> np.ndarray:
     """Predicted insertion probabilities (N, L) of a bias model for base-index sequences (N, 1000).
 
-    ``model`` is a :class:`bpaitac.models.BpAITAC` with one task (``load_model``); it is run
+    ``model`` is a :class:`bpaitac.model.network.BpAITAC` with one task (``load_model``); it is run
     in eval mode (batch norm from its running statistics). ``device``: cpu, cuda or auto.
     """
     import torch
 
-    from bpaitac.models import one_hot, resolve_device
+    from bpaitac.model.network import one_hot, resolve_device
 
     device = resolve_device(device)
     model.eval().to(device)
@@ -805,48 +756,3 @@ def bin_profiles(profiles: np.ndarray, length: int) -> np.ndarray:
     if length <= 0 or full % length:
         raise ValueError(f"cannot bin profiles of length {full} into {length} bins.")
     return profiles.reshape(n, length, full // length).sum(axis=2)
-
-
-# --------------------------------------------------------------------------------------------
-# File layout of the evaluation (the input functions of workflow/rules/evaluate.smk, figures.smk)
-
-PREDICTIONS = "results/{dataset}/models/{model}/seed{seed}/predictions_test.npz"
-EVAL_TABLE = "results/{dataset}/eval/{model}/seed{seed}/{table}.tsv"
-BIAS_SET_ARRAY = "results/{dataset}/data/bias_sets/{bias_set}/val/{array}.npy"
-BIAS_EVAL = "results/{dataset}/eval/bias_models/{bias_model}/{name}"
-BIAS_PAIRS = "results/{dataset}/eval/bias_models/pairs.tsv"
-
-
-def prediction_paths(
-    dataset: str, model: str, seed: int | str, evaluated: Mapping[str, Mapping[str, Any]]
-) -> list[str]:
-    """Test predictions of the trained member(s) of one evaluated model, in member order."""
-    members = evaluated[model]["members"]
-    return [PREDICTIONS.format(dataset=dataset, model=m, seed=seed) for m in members]
-
-
-def eval_table_paths(
-    dataset: str, level: str, models: Iterable[str], evaluated: Mapping[str, Mapping[str, Any]]
-) -> list[str]:
-    """The ``level`` table of every seed of each of ``models``."""
-    return [
-        EVAL_TABLE.format(dataset=dataset, model=m, seed=s, table=LEVELS[level])
-        for m in models
-        for s in evaluated[m]["seeds"]
-    ]
-
-
-def bias_set_paths(dataset: str) -> dict[str, str]:
-    """Held-out (val) ``seq`` and ``profile`` arrays of every bias set, keyed ``{set}_{array}``."""
-    return {
-        f"{bias_set}_{array}": BIAS_SET_ARRAY.format(
-            dataset=dataset, bias_set=bias_set, array=array
-        )
-        for bias_set in BIAS_SETS
-        for array in ("seq", "profile")
-    }
-
-
-def bias_eval_paths(dataset: str, bias_models: Iterable[str], name: str) -> list[str]:
-    """``per_window.tsv`` or ``predictions.npz`` (``name``) of each bias model's evaluation."""
-    return [BIAS_EVAL.format(dataset=dataset, bias_model=b, name=name) for b in bias_models]

@@ -11,7 +11,7 @@ Which reads count
     is missing from the BAM but that is flagged proper pair still counts its own end.
 
 Where a read inserts
-    The insertion is the read's 5' end shifted as stated in :mod:`bpaitac.tn5` (+4 on the plus
+    The insertion is the read's 5' end shifted as stated in :mod:`bpaitac.data.tn5` (+4 on the plus
     strand, -5 on the minus strand; configurable through :class:`ReadFilter`). The 5' end is the
     first/last *aligned* reference base: soft-clipped bases are ignored
     (``reference_start`` for the plus strand, ``reference_end - 1`` for the minus strand), and
@@ -51,8 +51,8 @@ import numpy as np
 import pandas as pd
 import pysam
 
+from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
 from bpaitac.io import InputError
-from bpaitac.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
 
 try:  # numba ships with memelite; without it the pysam engine is used.
     import numba

@@ -2,7 +2,7 @@
 
 The steps, each one rule of ``workflow/rules/interpret.smk`` and one ``run_*`` function here:
 
-1. :func:`run_regions`: region selection (:mod:`bpaitac.attribution`), ``regions.tsv``.
+1. :func:`run_regions`: region selection (:mod:`bpaitac.interpret.attribution`), ``regions.tsv``.
 2. :func:`run_attributions`: DeepSHAP per lineage for one model, ``attributions/{model}.npz``.
 3. :func:`run_seqlets`: seqlets of both models in all lineages, ``seqlets.tsv``.
 4. :func:`run_clusters`: clusters, CWMs/PFMs, Fisher enrichment, ``clusters.tsv`` + MEME.
@@ -41,16 +41,16 @@ from scipy import stats  # noqa: E402
 from scipy.cluster.hierarchy import dendrogram, linkage  # noqa: E402
 from scipy.spatial.distance import squareform  # noqa: E402
 
-from bpaitac import attribution as attr  # noqa: E402
-from bpaitac import motifs as mot  # noqa: E402
-from bpaitac.interpret_paths import (  # noqa: E402, F401 (re-exported)
+from bpaitac.evaluate.metrics import lineage_means, load_predictions  # noqa: E402
+from bpaitac.interpret import attribution as attr  # noqa: E402
+from bpaitac.interpret import motifs as mot  # noqa: E402
+from bpaitac.io import InputError, atomic_path  # noqa: E402
+from bpaitac.workflow.interpret_paths import (  # noqa: E402, F401 (re-exported)
     FIGURES,
     attribution_seed,
     interpret_models,
     model_labels,
 )
-from bpaitac.io import InputError, atomic_path  # noqa: E402
-from bpaitac.metrics import lineage_means, load_predictions  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def run_attributions(
     warning_threshold: float = 1e-3,
 ) -> dict[str, Any]:
     """DeepSHAP of the accessibility head summed per lineage for the selected regions."""
-    from bpaitac.models import load_model
+    from bpaitac.model.network import load_model
 
     regions = attr.selected_regions(read_tsv(regions_tsv, ["peak_id", "selected", "rank"]))
     seqs, peak_ids = load_test_split(seq_path, ocrs_path)
@@ -330,7 +330,7 @@ def run_clusters(
     """Cluster the seqlets of both models; write memberships, cluster table, MEME and CWMs.
 
     Above ``max_seqlets`` seqlets a seeded sample is clustered and the rest assigned to its
-    clusters (:func:`bpaitac.motifs.cluster_seqlets`); ``sampled`` in the membership table
+    clusters (:func:`bpaitac.interpret.motifs.cluster_seqlets`); ``sampled`` in the membership table
     marks the clustered seqlets and ``cluster`` -1 the unassigned ones.
     """
     seqlets = read_tsv(
@@ -525,7 +525,7 @@ def insertion_effects(
     """
     from tangermeme.marginalize import marginalize
 
-    from bpaitac.models import resolve_device
+    from bpaitac.model.network import resolve_device
 
     device = str(resolve_device(device))  # cpu, cuda or auto -> what tangermeme moves to
     y_before, y_after = marginalize(
@@ -619,7 +619,7 @@ def insert_motifs(
     Returns the long effect table (``motif``, ``role``, ``lineage``, ``sequence``, ``delta``) and
     ``profiles[role][motif]`` = {"before", "after"} quantiles (3, K + 1, P).
     """
-    from bpaitac.models import load_model
+    from bpaitac.model.network import load_model
 
     tables, profiles = [], {}
     n = background.shape[0]
@@ -998,7 +998,7 @@ def _read_meme_full(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def _style():
-    from bpaitac.plots import STYLE
+    from bpaitac.evaluate.figures import STYLE
 
     return plt.rc_context(STYLE)
 
@@ -1381,7 +1381,7 @@ def run_figure(
     s6_max_clusters: int = 40,
 ) -> None:
     """Draw one interpretation figure from its rule's named inputs and save PDF + PNG."""
-    from bpaitac.plots import save_figure
+    from bpaitac.evaluate.figures import save_figure
 
     if figure == "fig3a":
         fig = figure_3a(read_tsv(inputs["regions"], ["r_reference_mean", "r_profile_mean"]), names)

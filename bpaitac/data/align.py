@@ -13,7 +13,7 @@ Per run (one FASTQ pair):
    passes the filters.
 3. :func:`run_qc`: read pairs, aligned % (bowtie2's concordant pairs), duplicate % (markdup),
    chrM % (of the filtered, deduplicated pairs), the pairs kept and the fraction of Tn5
-   insertions inside OCRs (FRiP, insertions as :mod:`bpaitac.insertions` computes them).
+   insertions inside OCRs (FRiP, insertions as :mod:`bpaitac.data.insertions` computes them).
 
 Per cell type, :func:`merge_bams` merges its runs' filtered BAMs (one run: copied) into one
 indexed BAM, which the preprocessing reads. Every tool runs through :func:`run_commands`: its
@@ -40,14 +40,14 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from bpaitac.insertions import ReadFilter, merge_windows
+from bpaitac.data.insertions import ReadFilter, merge_windows
 from bpaitac.io import InputError, atomic_path
+from bpaitac.workflow.align_paths import BOWTIE2_INDEX_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 NEXTERA = "CTGTCTCTTATA"
 MM10_CONTIGS = tuple([f"chr{i}" for i in range(1, 20)] + ["chrX", "chrY"])
-BOWTIE2_INDEX_SUFFIXES = (".1.bt2", ".2.bt2", ".3.bt2", ".4.bt2", ".rev.1.bt2", ".rev.2.bt2")
 QC_COLUMNS = (
     "run",
     "read_pairs",
@@ -369,7 +369,7 @@ def ocr_intervals(path: str | os.PathLike, halfwidth: int = 250) -> pd.DataFrame
     intervals of ``halfwidth`` around the summit) or a BED file (first three columns)."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
-        from bpaitac.ocr_table import read_ocr_table
+        from bpaitac.data.ocr_table import read_ocr_table
 
         table = read_ocr_table(path, [])
         summit = table["summit"].to_numpy(np.int64)
@@ -388,7 +388,7 @@ def insertion_positions(
     bam: str | os.PathLike, read_filter: ReadFilter | None = None
 ) -> dict[str, np.ndarray]:
     """Tn5 insertion positions (sorted) per contig of the reads of a BAM that pass
-    ``read_filter`` (the preprocessing's filter and shifts; :mod:`bpaitac.insertions`)."""
+    ``read_filter`` (the preprocessing's filter and shifts; :mod:`bpaitac.data.insertions`)."""
     f = read_filter or ReadFilter()
     out: dict[str, list[int]] = {}
     with pysam.AlignmentFile(str(bam), "rb") as fh:
@@ -493,24 +493,6 @@ def merge_bams(
         else:
             run_commands([[st, "merge", "-f", "-@", max(1, threads), "-o", tmp, *bams]], name)
         run_commands([[st, "index", "-@", max(1, threads), "-o", tmp_bai, tmp]], name)
-    return out
-
-
-def run_files(runs_tsv: str | os.PathLike, celltypes: Sequence[str], pattern: str) -> list[str]:
-    """``pattern.format(run=...)`` for the runs of ``celltypes`` in the runs table (cell-type
-    order, then replicate order); a cell type without runs is an :class:`InputError`."""
-    from bpaitac.runs import read_run_table, runs_of
-
-    table = read_run_table(runs_tsv)
-    out = []
-    for celltype in celltypes:
-        runs = runs_of(table, celltype)
-        if not runs:
-            raise InputError(
-                f"{runs_tsv}: cell type {celltype} has no run; check `download.run_table_url` "
-                "and the cell-type table's aliases."
-            )
-        out.extend(pattern.format(run=r) for r in runs)
     return out
 
 

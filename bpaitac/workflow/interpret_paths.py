@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from bpaitac.config import ConfigError
+from bpaitac.io import ConfigError
 
 FIGURES = ("fig3a", "fig3b", "fig3c", "fig3d", "figS5", "figS6", "figS7")
 """The figures the interpretation rules draw."""

@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bpaitac.losses import model_loss, profile_loss, uses_counts, uses_profile
-from bpaitac.models import (
+from bpaitac.model.losses import model_loss, profile_loss, uses_counts, uses_profile
+from bpaitac.model.network import (
     BpAITAC,
     build_model,
     count_parameters,
@@ -51,7 +51,7 @@ from bpaitac.models import (
     save_model,
     spec_from_config,
 )
-from bpaitac.predict import (
+from bpaitac.model.predict import (
     mean_r_across_ocrs,
     mean_r_across_targets,
     predict_batches,
@@ -392,7 +392,7 @@ def reverse_complement_batch(batch: Batch, flip: np.ndarray) -> Batch:
     input (positions 375..624 of 1000 map onto themselves), so reversing it maps an insertion
     at offset ``i`` to ``P - 1 - i``, the mirrored position on the reverse-complemented
     sequence. That is exact up to the 1-bp asymmetry of the Tn5 shift (+4 on the plus, -5 on
-    the minus strand; bpaitac.tn5), which reverse-complementing does not mirror.
+    the minus strand; bpaitac.data.tn5), which reverse-complementing does not mirror.
     """
     flip = np.asarray(flip, dtype=bool)
     if flip.shape != (batch.x.shape[0],):
@@ -946,8 +946,8 @@ def write_bias_logits(
 ) -> None:
     """Precompute the frozen bias model's logits (N, 250) float32 for each split's ``seq.npy``."""
     from bpaitac.io import atomic_path
-    from bpaitac.models import load_model
-    from bpaitac.predict import bias_logits
+    from bpaitac.model.network import load_model
+    from bpaitac.model.predict import bias_logits
 
     dev = resolve_device(device)
     model, _ = load_model(model_path, dev)

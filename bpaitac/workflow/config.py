@@ -15,14 +15,12 @@ from urllib.request import url2pathname
 
 import yaml
 
-from bpaitac.io import InputError, lineage_order, read_celltypes
+from bpaitac.io import ConfigError, lineage_order, read_celltypes
+from bpaitac.workflow.figures import FIGURES as EVALUATION_FIGURES
+from bpaitac.workflow.figures import required_models
+from bpaitac.workflow.interpret_paths import FIGURES as INTERPRET_FIGURES
 
-SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-TARGET_KINDS = ("celltypes", "lineages", "single_lineage")
-
-
-class ConfigError(InputError):
-    """A config value is invalid: the message names the key and the allowed values."""
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def _format_path(path: Any) -> str:
@@ -136,11 +134,6 @@ def model_catalogue(config: dict) -> dict[str, dict]:
     return out
 
 
-def model_runs(config: dict) -> list[tuple[str, int]]:
-    """Every (model, seed) pair the catalogue asks to train."""
-    return [(m, s) for m, e in model_catalogue(config).items() for s in e["seeds"]]
-
-
 INTERPRET_ROLES = ("reference_model", "profile_model", "nobias_model")
 
 
@@ -152,10 +145,6 @@ def models_to_train(config: dict, figures: list[str]) -> list[str]:
     extra model the user added to the catalogue). So ``figures: [fig1b]`` trains only AI-TAC and
     bpAI-TAC. Members of a ``single_lineage`` ensemble follow their ensemble's name.
     """
-    from bpaitac.interpret_paths import FIGURES as INTERPRET_FIGURES
-    from bpaitac.plots import FIGURES as EVALUATION_FIGURES
-    from bpaitac.plots import required_models
-
     comparisons = config.get("comparisons", {})
     interpret = config.get("interpret", {})
 

@@ -2,7 +2,7 @@
 
 A fragments file (10x Genomics / ArchR / PRINT layout) holds one line per unique fragment,
 0-based half-open, tab-separated, with optional ``#`` header lines. Its two Tn5 insertions are
-read under the same convention as a BAM's reads (:mod:`bpaitac.tn5`), so that a fragments file
+read under the same convention as a BAM's reads (:mod:`bpaitac.data.tn5`), so that a fragments file
 and the BAM it was made from give the same counts:
 
 - ``shift: applied`` (10x and PRINT files: the +4/-5 shift is already in the coordinates): the
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bpaitac.insertions import merge_windows
+from bpaitac.data.insertions import merge_windows
+from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
 from bpaitac.io import InputError
-from bpaitac.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
 
 log = logging.getLogger(__name__)
 
