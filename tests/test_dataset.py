@@ -13,6 +13,7 @@ import pytest
 
 from bpaitac.data import arrays as ds
 from bpaitac.data.insertions import ReadFilter, count_insertions
+from bpaitac.data.sequence import decode_sequence, encode_sequence
 from bpaitac.io import InputError
 
 CELLTYPES = ["LTHSC.34-.BM", "B.Fr.E.BM", "DC.4+.Sp"]
@@ -143,8 +144,8 @@ def prepared(tmp_path_factory, genome, inputs) -> dict:
 
 
 def test_encode_sequence():
-    assert ds.encode_sequence("ACGTNacgtnRY-").tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 4, 4, 4]
-    assert ds.decode_sequence(ds.encode_sequence("GATTACAN")) == "GATTACAN"
+    assert encode_sequence("ACGTNacgtnRY-").tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 4, 4, 4]
+    assert decode_sequence(encode_sequence("GATTACAN")) == "GATTACAN"
 
 
 def test_quantile_normalise_hand_example():
@@ -234,7 +235,7 @@ def test_prepare_ocrs_drops_and_splits(prepared, genome, caplog):
             assert list(table.columns) == ["peak_id", "chrom", "summit"]
             for row, s in zip(table.itertuples(), seq):
                 ref = fa.fetch(row.chrom, row.summit - 500, row.summit + 500)
-                assert ds.decode_sequence(s) == ref.upper()
+                assert decode_sequence(s) == ref.upper()
 
 
 def test_prepare_ocrs_logs_drop_counts(tmp_path, genome, inputs, caplog):
@@ -460,7 +461,7 @@ def test_closed_ocr_set(tmp_path, prepared, genome):
                 assert windows["n_closed"][k] == len(cts)
                 w = windows.iloc[k]
                 assert (
-                    ds.decode_sequence(seq[k])
+                    decode_sequence(seq[k])
                     == fa.fetch(w.chrom, int(w.start), int(w.end)).upper()
                 )
 

@@ -13,6 +13,7 @@ import yaml
 from interpret_chain import CT, LINEAGES, run_chain, write_predictions
 from scipy import stats
 
+from bpaitac.data.sequence import decode_sequence
 from bpaitac.evaluate.metrics import Predictions
 from bpaitac.interpret import attribution as attr
 from bpaitac.interpret import motifs as mot
@@ -219,7 +220,7 @@ def test_seqlets_for_model_uses_per_lineage_sd_threshold():
     thr = table.groupby("lineage")["threshold"].first()
     np.testing.assert_allclose(thr["B"], 1.96 * proj[:, 1].std())
     row = hit.iloc[0]
-    assert row["sequence"] == attr.decode(seqs[1, row["start"] : row["end"]])
+    assert row["sequence"] == decode_sequence(seqs[1, row["start"] : row["end"]])
 
 
 # --------------------------------------------------------------------------------------------

@@ -416,7 +416,7 @@ def test_rules_run_table_and_fastq_from_mirror(range_mirror, tmp_path, celltypes
     log = (work / "logs/ena/download/runs.log").read_text()
     assert "run SRR8186433 skipped" in log
     assert (work / "logs/ena/download/fastq_SRR5799385.log").read_text().count("md5 ok") == 2
-    assert (work / "benchmarks/ena/download/fastq_SRR5799385.tsv").exists()
+    assert (work / "results/ena/benchmarks/download/fastq_SRR5799385.tsv").exists()
 
     # A FASTQ with the wrong bytes on the mirror: the job fails, its log names the run.
     (work / f"resources/ena/fastq/{samples[0][0]}_R1.fastq.gz").unlink()

@@ -14,6 +14,7 @@ import yaml
 from scipy.stats import chisquare, spearmanr
 
 from bpaitac.data.ocr_table import LEADING_COLUMNS, read_ocr_table
+from bpaitac.data.sequence import decode_sequence
 from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
 from bpaitac.io import ConfigError, InputError, read_celltypes
 from bpaitac.simulate import SimulateConfig, bias, genome, output_layout, reads, simulate_dataset
@@ -513,7 +514,7 @@ def test_truth_files(sim, codes):
     motifs = {m.name: m for m in load_motifs(cfg.motifs, cfg.jaspar_release)}
     for row in sites.sample(100, random_state=0).itertuples():
         seq = codes[row.chrom][row.start : row.end]
-        assert genome.decode(seq) == row.sequence
+        assert decode_sequence(seq) == row.sequence
         fwd = seq if row.strand == "+" else reverse_complement(seq)
         score = score_sites(fwd[None, :], motifs[row.motif].ppm)[0]
         assert score == pytest.approx(row.score, abs=1e-3)

@@ -41,34 +41,21 @@ from bpaitac.data.insertions import (
     ensure_bam_index,
 )
 from bpaitac.data.ocr_table import PEAK_ID, read_ocr_table
+from bpaitac.data.sequence import encode_sequence
 from bpaitac.io import InputError, atomic_path, check_unique_columns
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-BASES = "ACGTN"
 OCR_TSV_COLUMNS = ("peak_id", "chrom", "summit")
 PVALUE_ID_COLUMNS = ("peak_id", PEAK_ID)
 """Accepted names of the peak-ID column of closed_pvalues.tsv (ours, or the ImmGen table's)."""
 
-_LUT = np.full(256, 4, np.uint8)  # byte -> base index; anything but ACGTacgt is N
-_LUT[np.frombuffer(b"ACGTacgt", np.uint8)] = [0, 1, 2, 3, 0, 1, 2, 3]
 
 
 # --------------------------------------------------------------------------------------------
 # Sequences and splits
 # --------------------------------------------------------------------------------------------
-
-
-def encode_sequence(seq: str | bytes) -> np.ndarray:
-    """Base indices (uint8) of a DNA string: A,C,G,T = 0..3 (any case), anything else 4 (N)."""
-    raw = seq.encode("ascii") if isinstance(seq, str) else seq
-    return _LUT[np.frombuffer(raw, np.uint8)]
-
-
-def decode_sequence(idx: np.ndarray) -> str:
-    """Inverse of :func:`encode_sequence` (N for index 4)."""
-    return "".join(BASES[i] for i in idx)
 
 
 def split_of_chroms(chroms: Sequence[str], splits: Mapping[str, Sequence[str]]) -> np.ndarray:

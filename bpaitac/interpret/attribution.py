@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from bpaitac.data.sequence import decode_sequence
 from bpaitac.evaluate.metrics import Predictions, coefficient_of_variation, rowwise_pearson
 from bpaitac.io import InputError
 
@@ -395,11 +396,6 @@ def call_seqlets(
     ).astype({"example": int, "start": int, "end": int, "n_significant": int})
 
 
-def decode(seq: np.ndarray) -> str:
-    """Base indices (A,C,G,T,N = 0..4) -> string."""
-    return "".join("ACGTN"[int(b)] for b in seq)
-
-
 def seqlets_for_model(
     model_name: str,
     projected: np.ndarray,
@@ -426,6 +422,6 @@ def seqlets_for_model(
     out = pd.concat(tables, ignore_index=True)
     out["peak_id"] = [peak_ids[i] for i in out["example"]]
     out["sequence"] = [
-        decode(seqs[e, s:t]) for e, s, t in zip(out["example"], out["start"], out["end"])
+        decode_sequence(seqs[e, s:t]) for e, s, t in zip(out["example"], out["start"], out["end"])
     ]
     return out

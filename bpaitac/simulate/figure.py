@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pysam
 
+from bpaitac.data.sequence import encode_sequence
 from bpaitac.simulate.bam import read_insertions
 from bpaitac.simulate.bias import OFFSETS, expected_composition, read_bias_table
-from bpaitac.simulate.genome import encode
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ RADIUS = 60
 def read_genome(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """All chromosomes of a FASTA as base codes."""
     with pysam.FastaFile(str(path)) as fa:
-        return {name: encode(fa.fetch(name)) for name in fa.references}
+        return {name: encode_sequence(fa.fetch(name)) for name in fa.references}
 
 
 def composition_around(

@@ -119,19 +119,6 @@ def sample_sequence(
     return sample_chains(transitions, n_chains, per, rng).ravel()[:length]
 
 
-def decode(codes: np.ndarray) -> str:
-    """Base codes to an upper-case string."""
-    return LETTERS[codes].tobytes().decode()
-
-
-def encode(seq: str) -> np.ndarray:
-    """An A/C/G/T/N string (any case) to uint8 codes; other letters become N."""
-    lut = np.full(256, 4, dtype=np.uint8)
-    for b, i in BASE_CODE.items():
-        lut[ord(b)] = lut[ord(b.lower())] = i
-    return lut[np.frombuffer(seq.encode(), dtype=np.uint8)]
-
-
 def gc_and_cpg(codes: np.ndarray) -> tuple[float, float]:
     """GC fraction and CpG observed/expected ratio of a coded sequence."""
     n = len(codes)

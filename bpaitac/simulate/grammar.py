@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from bpaitac.data.sequence import decode_sequence
 from bpaitac.io import ConfigError
 from bpaitac.simulate.config import ALL_LINEAGES, ModuleSpec, MotifSpec, PairSpec, SimulateConfig
-from bpaitac.simulate.genome import decode
 from bpaitac.simulate.motifs import (
     Motif,
     expected_score,
@@ -350,7 +350,7 @@ def sites_table(
 ) -> pd.DataFrame:
     """The planted sites as a table (one row per site, genome coordinates 0-based half-open)."""
     chrom = [chrom_names[ocr_chrom[o]] for o in sites.ocr]
-    seq = [decode(genome_codes[c][s:e]) for c, s, e in zip(chrom, sites.start, sites.end)]
+    seq = [decode_sequence(genome_codes[c][s:e]) for c, s, e in zip(chrom, sites.start, sites.end)]
     return pd.DataFrame(
         {
             "site_id": [f"site_{i + 1}" for i in range(len(sites))],

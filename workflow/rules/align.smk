@@ -48,7 +48,7 @@ if not ALIGN_PREBUILT:
         log:
             "logs/{dataset}/align/bowtie2_index.log",
         benchmark:
-            "benchmarks/{dataset}/align/bowtie2_index.tsv"
+            "results/{dataset}/benchmarks/align/bowtie2_index.tsv"
         conda:
             "../../envs/align.yaml"
         threads: ALIGN["threads"]
@@ -71,7 +71,7 @@ rule trim_fastq:
     log:
         "logs/{dataset}/align/trim_{run}.log",
     benchmark:
-        "benchmarks/{dataset}/align/trim_{run}.tsv"
+        "results/{dataset}/benchmarks/align/trim_{run}.tsv"
     wildcard_constraints:
         run=r"[A-Z]{3}\d+",
     conda:
@@ -98,7 +98,7 @@ rule align_run:
     log:
         "logs/{dataset}/align/align_{run}.log",
     benchmark:
-        "benchmarks/{dataset}/align/align_{run}.tsv"
+        "results/{dataset}/benchmarks/align/align_{run}.tsv"
     wildcard_constraints:
         run=r"[A-Z]{3}\d+",
     conda:
@@ -124,7 +124,7 @@ rule merge_celltype_bam:
     log:
         "logs/{dataset}/align/merge_{celltype}.log",
     benchmark:
-        "benchmarks/{dataset}/align/merge_{celltype}.tsv"
+        "results/{dataset}/benchmarks/align/merge_{celltype}.tsv"
     conda:
         "../../envs/align.yaml"
     threads: min(ALIGN["threads"], 4)

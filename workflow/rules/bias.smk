@@ -18,7 +18,7 @@ rule train_bias_model:
     log:
         "logs/{dataset}/bias/train_{bias_model}.log",
     benchmark:
-        "benchmarks/{dataset}/bias/train_{bias_model}.tsv"
+        "results/{dataset}/benchmarks/bias/train_{bias_model}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]
@@ -48,7 +48,7 @@ rule bias_logits:
     log:
         "logs/{dataset}/bias/logits_{bias_model}.log",
     benchmark:
-        "benchmarks/{dataset}/bias/logits_{bias_model}.tsv"
+        "results/{dataset}/benchmarks/bias/logits_{bias_model}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]

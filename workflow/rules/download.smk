@@ -13,7 +13,7 @@ if config["source"] == "download":
         log:
             "logs/{dataset}/download/genome.log",
         benchmark:
-            "benchmarks/{dataset}/download/genome.tsv"
+            "results/{dataset}/benchmarks/download/genome.tsv"
         retries: 2
         conda:
             "../../envs/preprocess.yaml"
@@ -86,7 +86,7 @@ if config["source"] == "download":
             log:
                 "logs/{dataset}/download/fastq_{run}.log",
             benchmark:
-                "benchmarks/{dataset}/download/fastq_{run}.tsv"
+                "results/{dataset}/benchmarks/download/fastq_{run}.tsv"
             wildcard_constraints:
                 run=r"[A-Z]{3}\d+",
             retries: 2
@@ -108,7 +108,7 @@ if config["source"] == "download":
             log:
                 "logs/{dataset}/download/bam_{celltype}.log",
             benchmark:
-                "benchmarks/{dataset}/download/bam_{celltype}.tsv"
+                "results/{dataset}/benchmarks/download/bam_{celltype}.tsv"
             retries: 2
             conda:
                 "../../envs/preprocess.yaml"
@@ -126,7 +126,7 @@ if config["source"] == "download":
             log:
                 "logs/{dataset}/download/protein_free_genome.log",
             benchmark:
-                "benchmarks/{dataset}/download/protein_free_genome.tsv"
+                "results/{dataset}/benchmarks/download/protein_free_genome.tsv"
             retries: 2
             conda:
                 "../../envs/preprocess.yaml"
@@ -141,7 +141,7 @@ if config["source"] == "download":
         log:
             "logs/{dataset}/download/protein_free_fragments.log",
         benchmark:
-            "benchmarks/{dataset}/download/protein_free_fragments.tsv"
+            "results/{dataset}/benchmarks/download/protein_free_fragments.tsv"
         retries: 2
         conda:
             "../../envs/preprocess.yaml"

@@ -37,7 +37,7 @@ rule evaluate_model:
     log:
         "logs/{dataset}/evaluate/{model}/seed{seed}.log",
     benchmark:
-        "benchmarks/{dataset}/evaluate/{model}/seed{seed}.tsv"
+        "results/{dataset}/benchmarks/evaluate/{model}/seed{seed}.tsv"
     wildcard_constraints:
         model=_alternatives(EVAL_MODELS),
     conda:
@@ -97,7 +97,7 @@ rule evaluate_bias_model:
     log:
         "logs/{dataset}/evaluate/bias_models/{bias_model}.log",
     benchmark:
-        "benchmarks/{dataset}/evaluate/bias_models/{bias_model}.tsv"
+        "results/{dataset}/benchmarks/evaluate/bias_models/{bias_model}.tsv"
     conda:
         "../../envs/evaluate.yaml"
     threads: config["threads"]

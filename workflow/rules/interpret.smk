@@ -38,7 +38,7 @@ rule interpret_attributions:
     log:
         "logs/{dataset}/interpret/attributions_{model}.log",
     benchmark:
-        "benchmarks/{dataset}/interpret/attributions_{model}.tsv"
+        "results/{dataset}/benchmarks/interpret/attributions_{model}.tsv"
     conda:
         "../../envs/interpret.yaml"
     threads: config["threads"]
@@ -82,7 +82,7 @@ rule interpret_clusters:
     log:
         "logs/{dataset}/interpret/clusters.log",
     benchmark:
-        "benchmarks/{dataset}/interpret/clusters.tsv"
+        "results/{dataset}/benchmarks/interpret/clusters.tsv"
     conda:
         "../../envs/interpret.yaml"
     threads: config["threads"]
@@ -104,7 +104,7 @@ rule interpret_tomtom:
     log:
         "logs/{dataset}/interpret/tomtom_jaspar.log",
     benchmark:
-        "benchmarks/{dataset}/interpret/tomtom_jaspar.tsv"
+        "results/{dataset}/benchmarks/interpret/tomtom_jaspar.tsv"
     conda:
         "../../envs/interpret.yaml"
     threads: config["threads"]
@@ -124,7 +124,7 @@ rule interpret_insertion:
     log:
         "logs/{dataset}/interpret/insertion.log",
     benchmark:
-        "benchmarks/{dataset}/interpret/insertion.tsv"
+        "results/{dataset}/benchmarks/interpret/insertion.tsv"
     conda:
         "../../envs/interpret.yaml"
     threads: config["threads"]
@@ -155,7 +155,7 @@ if config["source"] == "simulate":
         log:
             "logs/{dataset}/interpret/truth_recovery.log",
         benchmark:
-            "benchmarks/{dataset}/interpret/truth_recovery.tsv"
+            "results/{dataset}/benchmarks/interpret/truth_recovery.tsv"
         conda:
             "../../envs/interpret.yaml"
         threads: config["threads"]

@@ -63,7 +63,7 @@ rule prepare_ocrs:
     log:
         "logs/{dataset}/preprocess/prepare_ocrs.log",
     benchmark:
-        "benchmarks/{dataset}/preprocess/prepare_ocrs.tsv"
+        "results/{dataset}/benchmarks/preprocess/prepare_ocrs.tsv"
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -85,7 +85,7 @@ rule count_insertions:
     log:
         "logs/{dataset}/preprocess/insertions_{celltype}.log",
     benchmark:
-        "benchmarks/{dataset}/preprocess/insertions_{celltype}.tsv"
+        "results/{dataset}/benchmarks/preprocess/insertions_{celltype}.tsv"
     conda:
         "../../envs/preprocess.yaml"
     threads: min(config["threads"], 4)
@@ -109,7 +109,7 @@ rule assemble_dataset:
     log:
         "logs/{dataset}/preprocess/assemble_dataset.log",
     benchmark:
-        "benchmarks/{dataset}/preprocess/assemble_dataset.tsv"
+        "results/{dataset}/benchmarks/preprocess/assemble_dataset.tsv"
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -130,7 +130,7 @@ rule closed_pvalues_macs3:
     log:
         "logs/{dataset}/preprocess/closed_pvalues_{celltype}.log",
     benchmark:
-        "benchmarks/{dataset}/preprocess/closed_pvalues_{celltype}.tsv"
+        "results/{dataset}/benchmarks/preprocess/closed_pvalues_{celltype}.tsv"
     conda:
         "../../envs/preprocess.yaml"
     resources:
@@ -185,7 +185,7 @@ rule bias_set_closed_ocrs:
     log:
         "logs/{dataset}/preprocess/bias_set_closed_ocrs.log",
     benchmark:
-        "benchmarks/{dataset}/preprocess/bias_set_closed_ocrs.tsv"
+        "results/{dataset}/benchmarks/preprocess/bias_set_closed_ocrs.tsv"
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -230,7 +230,7 @@ rule bias_set_protein_free:
     log:
         "logs/{dataset}/preprocess/bias_set_protein_free.log",
     benchmark:
-        "benchmarks/{dataset}/preprocess/bias_set_protein_free.tsv"
+        "results/{dataset}/benchmarks/preprocess/bias_set_protein_free.tsv"
     conda:
         "../../envs/preprocess.yaml"
     threads: min(config["threads"], 4)

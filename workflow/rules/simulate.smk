@@ -40,7 +40,7 @@ if config["source"] == "simulate":
         log:
             "logs/{dataset}/simulate.log",
         benchmark:
-            "benchmarks/{dataset}/simulate.tsv"
+            "results/{dataset}/benchmarks/simulate.tsv"
         conda:
             "../../envs/simulate.yaml"
         threads: config["threads"]
@@ -87,7 +87,7 @@ if config["source"] == "simulate":
         log:
             "logs/{dataset}/simulation_figure.log",
         benchmark:
-            "benchmarks/{dataset}/simulation_figure.tsv"
+            "results/{dataset}/benchmarks/simulation_figure.tsv"
         conda:
             "../../envs/simulate.yaml"
         script:

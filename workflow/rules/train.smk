@@ -22,7 +22,7 @@ rule train_model:
     log:
         "logs/{dataset}/train/{model}/seed{seed}.log",
     benchmark:
-        "benchmarks/{dataset}/train/{model}/seed{seed}.tsv"
+        "results/{dataset}/benchmarks/train/{model}/seed{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]
