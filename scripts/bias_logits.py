@@ -3,7 +3,7 @@
 import torch
 
 from bpaitac.io import setup_logging
-from bpaitac.train.loop import write_bias_logits
+from bpaitac.model.predict import write_bias_logits
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

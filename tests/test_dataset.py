@@ -461,8 +461,7 @@ def test_closed_ocr_set(tmp_path, prepared, genome):
                 assert windows["n_closed"][k] == len(cts)
                 w = windows.iloc[k]
                 assert (
-                    decode_sequence(seq[k])
-                    == fa.fetch(w.chrom, int(w.start), int(w.end)).upper()
+                    decode_sequence(seq[k]) == fa.fetch(w.chrom, int(w.start), int(w.end)).upper()
                 )
 
 

@@ -18,6 +18,7 @@ import yaml
 from fixtures import ARCH, CELLTYPES, TABLE, TRAINING, write_bias_set, write_dataset
 
 from bpaitac.model.network import load_model, one_hot
+from bpaitac.model.predict import write_bias_logits
 from bpaitac.train.loop import (
     HISTORY_COLUMNS,
     Batch,
@@ -35,7 +36,6 @@ from bpaitac.train.loop import (
     target_log_means,
     train_bias_model,
     train_catalogue_model,
-    write_bias_logits,
 )
 from bpaitac.workflow.train_paths import bias_set_inputs, model_inputs, model_outputs, run_entry
 

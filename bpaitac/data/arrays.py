@@ -52,7 +52,6 @@ PVALUE_ID_COLUMNS = ("peak_id", PEAK_ID)
 """Accepted names of the peak-ID column of closed_pvalues.tsv (ours, or the ImmGen table's)."""
 
 
-
 # --------------------------------------------------------------------------------------------
 # Sequences and splits
 # --------------------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from bpaitac.io import InputError, atomic_path
 from bpaitac.model.losses import match_bins
-from bpaitac.model.network import BpAITAC, one_hot, resolve_device
+from bpaitac.model.network import BpAITAC, load_model, one_hot, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +182,26 @@ def write_predictions(
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
     log.info("wrote %s (%d OCRs x %d targets)", path, n, len(targets))
+
+
+def write_bias_logits(
+    *,
+    model_path: str | os.PathLike,
+    seq_paths: dict[str, str | os.PathLike],
+    out_paths: dict[str, str | os.PathLike],
+    device: str = "cpu",
+    batch_size: int = 256,
+) -> None:
+    """Precompute the frozen bias model's logits (N, 250) float32 for each split's ``seq.npy``."""
+    dev = resolve_device(device)
+    model, _ = load_model(model_path, dev)
+    for split, seq_path in seq_paths.items():
+        seq = np.load(seq_path, mmap_mode="r")
+        if seq.ndim != 2 or seq.dtype != np.uint8:
+            raise InputError(f"{seq_path}: must be uint8 (N, L); rerun the preprocessing rules.")
+        logits = bias_logits(model, seq, batch_size=batch_size, device=dev)
+        if not np.isfinite(logits).all():
+            raise ValueError(f"{model_path}: bias logits for {seq_path} are not finite.")
+        with atomic_path(out_paths[split]) as tmp:
+            np.save(tmp, logits)
+        log.info("%s: bias logits %s -> %s", split, logits.shape, out_paths[split])

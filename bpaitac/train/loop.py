@@ -934,29 +934,3 @@ def train_bias_model(
     save_model(out_model, model, meta)
     checkpoint.unlink(missing_ok=True)
     return result
-
-
-def write_bias_logits(
-    *,
-    model_path: str | os.PathLike,
-    seq_paths: dict[str, str | os.PathLike],
-    out_paths: dict[str, str | os.PathLike],
-    device: str = "cpu",
-    batch_size: int = 256,
-) -> None:
-    """Precompute the frozen bias model's logits (N, 250) float32 for each split's ``seq.npy``."""
-    from bpaitac.io import atomic_path
-    from bpaitac.model.network import load_model
-    from bpaitac.model.predict import bias_logits
-
-    dev = resolve_device(device)
-    model, _ = load_model(model_path, dev)
-    for split, seq_path in seq_paths.items():
-        seq = _load_npy(Path(seq_path), mmap=True)
-        _check(seq.ndim == 2 and seq.dtype == np.uint8, Path(seq_path), "must be uint8 (N, L)")
-        logits = bias_logits(model, seq, batch_size=batch_size, device=dev)
-        if not np.isfinite(logits).all():
-            raise ValueError(f"{model_path}: bias logits for {seq_path} are not finite.")
-        with atomic_path(out_paths[split]) as tmp:
-            np.save(tmp, logits)
-        log.info("%s: bias logits %s -> %s", split, logits.shape, out_paths[split])
