@@ -116,13 +116,24 @@ def selected_celltypes(config: dict):
     return read_celltypes(config["celltypes"], config.get("celltypes_per_lineage"))
 
 
+def selected_lineages(config: dict) -> list[str]:
+    """Lineages of the cell types in use, in the cell-type table's order."""
+    return lineage_order(selected_celltypes(config))
+
+
+def split_names(config: dict) -> list[str]:
+    """The data splits: ``train`` (every chromosome not held out), then the held-out splits of
+    ``preprocess.splits`` (``val``, ``test``)."""
+    return ["train", *config["preprocess"]["splits"]]
+
+
 def model_catalogue(config: dict) -> dict[str, dict]:
     """The model catalogue with ``single_lineage`` entries expanded to one model per lineage.
 
     An entry ``M`` with ``targets: single_lineage`` becomes ``M.{lineage}`` for every lineage in
     use, each with ``targets: "lineage:{lineage}"`` and ``ensemble: M``.
     """
-    lineages = lineage_order(selected_celltypes(config))
+    lineages = selected_lineages(config)
     out: dict[str, dict] = {}
     for name, entry in config.get("models", {}).items():
         entry = dict(entry)

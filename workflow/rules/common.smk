@@ -20,8 +20,9 @@ from bpaitac.workflow.config import (  # noqa: E402
     model_catalogue,
     models_to_train,
     selected_celltypes,
+    selected_lineages,
+    split_names,
 )
-from bpaitac.io import lineage_order  # noqa: E402
 from bpaitac.workflow.slurm import honour_no_account  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
@@ -32,7 +33,7 @@ check_references(config)
 DATASET = config["dataset"]
 CELLTYPE_TABLE = selected_celltypes(config)
 SELECTED_CELLTYPES = list(CELLTYPE_TABLE["celltype"])
-LINEAGES = lineage_order(CELLTYPE_TABLE)
+LINEAGES = selected_lineages(config)
 LINEAGE_OF = dict(zip(CELLTYPE_TABLE["celltype"], CELLTYPE_TABLE["lineage"]))
 CATALOGUE = model_catalogue(config)
 MODEL_RUNS = [(m, s) for m, entry in CATALOGUE.items() for s in entry["seeds"]]
@@ -52,7 +53,7 @@ wildcard_constraints:
     model=_alternatives(CATALOGUE),
     bias_model=_alternatives(config["bias_models"]),
     seed=r"\d+",
-    split="train|val|test",
+    split=_alternatives(split_names(config)),
 
 
 def gpu_request():
