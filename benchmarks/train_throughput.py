@@ -1,8 +1,9 @@
 """Training throughput of bpAI-TAC: sequences/s of a full training step, per device and mode.
 
-A step is what ``bpaitac.train.loop.fit`` runs per batch: batch gather from arrays preloaded on the
-device, one-hot encoding, forward, composite loss (MSE + CE, lambda 0.5, bias logits), backward,
-Adam. Default: the paper-scale network (F=300, D=9, 90 tasks, ~4.1 M parameters), batch 64.
+A step is what ``bpaitac.train.loop.train_epoch`` runs per batch: batch gather from arrays
+preloaded on the device, one-hot encoding, forward, composite loss (MSE + CE, lambda 0.5, bias
+logits), backward, Adam. Default: the paper-scale network (F=300, D=9, 90 tasks, ~4.1 M
+parameters), batch 64.
 
 Modes: on CPU ``fp32`` eager (the only CPU mode of the trainer); on CUDA the plain baseline
 ``fp32`` eager (TF32 off), ``tf32`` (PyTorch's default for convolutions, i.e. `training.amp:
@@ -25,9 +26,10 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from bpaitac.data.batches import BatchSource, SplitArrays
 from bpaitac.model.losses import model_loss
 from bpaitac.model.network import ModelSpec, build_model, count_parameters
-from bpaitac.train.loop import BatchSource, SplitArrays, make_optimiser, train_step
+from bpaitac.train.loop import make_optimiser, train_step
 
 PAPER_TRAIN_OCRS = 267_237
 CUDA_MODES = ("fp32", "tf32", "bf16", "bf16+compile")

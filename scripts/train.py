@@ -1,11 +1,16 @@
-"""Snakemake entry (rule train_model): train one catalogue model for one seed."""
+"""Snakemake entry (rule train_model): train one catalogue model for one seed.
+
+``params.training`` holds the settings that decide the weights; the runtime ones (progress bar,
+evaluation batch size, ...) come from the config, so changing them retrains nothing.
+"""
 
 from pathlib import Path
 
 import torch
 
 from bpaitac.io import setup_logging
-from bpaitac.train.loop import train_catalogue_model
+from bpaitac.train.config import runtime_settings
+from bpaitac.train.runs import train_catalogue_model
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -16,7 +21,7 @@ train_catalogue_model(
     name=snakemake.wildcards.model,
     entry=dict(params.entry),
     arch=dict(params.arch),
-    training=dict(params.training),
+    training={**params.training, **runtime_settings(snakemake.config["training"])},
     lineage_of=dict(params.lineages),
     seed=int(snakemake.wildcards.seed),
     split_dirs={s: Path(inp[s][0]).parent for s in splits},

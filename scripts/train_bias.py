@@ -1,11 +1,16 @@
-"""Snakemake entry (rule train_bias_model): train one Tn5 bias model on its bias set."""
+"""Snakemake entry (rule train_bias_model): train one Tn5 bias model on its bias set.
+
+``params.training`` holds the settings that decide the weights; the runtime ones (progress bar,
+evaluation batch size, ...) come from the config, so changing them retrains nothing.
+"""
 
 from pathlib import Path
 
 import torch
 
 from bpaitac.io import setup_logging
-from bpaitac.train.loop import train_bias_model
+from bpaitac.train.config import runtime_settings
+from bpaitac.train.runs import train_bias_model
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -14,7 +19,7 @@ train_bias_model(
     name=snakemake.wildcards.bias_model,
     bias_entry=dict(params.entry),
     arch=dict(params.arch),
-    training=dict(params.training),
+    training={**params.training, **runtime_settings(snakemake.config["training"])},
     seed=int(params.seed),
     split_dirs={s: Path(inp[s][0]).parent for s in ("train", "val")},
     out_model=out.model,

@@ -17,26 +17,23 @@ import torch
 import yaml
 from fixtures import ARCH, CELLTYPES, TABLE, TRAINING, write_bias_set, write_dataset
 
-from bpaitac.model.network import load_model, one_hot
-from bpaitac.model.predict import write_bias_logits
-from bpaitac.train.loop import (
-    HISTORY_COLUMNS,
+from bpaitac.data.batches import (
     Batch,
     BatchSource,
-    SimulatedKill,
-    TrainingConfig,
-    TrainingDiverged,
     epoch_flips,
     epoch_order,
     load_split,
     make_targets,
-    resolve_device,
     reverse_complement_batch,
-    run_identity,
     target_log_means,
-    train_bias_model,
-    train_catalogue_model,
 )
+from bpaitac.model.network import load_model, one_hot, resolve_device
+from bpaitac.model.predict import write_bias_logits
+from bpaitac.train.callbacks import Callback
+from bpaitac.train.checkpoint import run_identity
+from bpaitac.train.config import TrainingConfig, TrainingDiverged
+from bpaitac.train.loop import HISTORY_COLUMNS
+from bpaitac.train.runs import train_bias_model, train_catalogue_model
 from bpaitac.workflow.train_paths import bias_set_inputs, model_inputs, model_outputs, run_entry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +65,21 @@ def run(data, out: Path, entry=AITAC, training=None, seed=1, **kw):
         out_predictions=out / "predictions_test.npz",
         **kw,
     )
+
+
+class Killed(RuntimeError):
+    """The test's stand-in for a job killed between epochs."""
+
+
+class KillAfterEpoch(Callback):
+    """Raise :class:`Killed` once ``epochs`` epochs are done (their checkpoint is written)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, metrics):
+        if epoch >= self.epochs:
+            raise Killed(f"killed after epoch {epoch}")
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -324,8 +336,8 @@ def test_resume_after_stop_gives_the_uninterrupted_weights(data, tmp_path, caplo
     full, part = tmp_path / "full", tmp_path / "part"
     training = {"reverse_complement": rc}
     run(data, full, entry=BPAITAC, training=training)
-    with pytest.raises(SimulatedKill):
-        run(data, part, entry=BPAITAC, training=training, stop_after_epochs=1)
+    with pytest.raises(Killed):
+        run(data, part, entry=BPAITAC, training=training, callbacks=[KillAfterEpoch(1)])
     assert (part / "checkpoint.pt").exists() and not (part / "model.pt").exists()
     saved = torch.load(part / "checkpoint.pt", weights_only=False)["model"]
     stats = [k for k in saved if k.endswith(("running_mean", "running_var"))]
@@ -333,7 +345,7 @@ def test_resume_after_stop_gives_the_uninterrupted_weights(data, tmp_path, caplo
         torch.equal(saved[k], torch.zeros_like(saved[k]) if "mean" in k else torch.ones_like(
             saved[k])) for k in stats
     )  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="bpaitac.train.loop"):
+    with caplog.at_level(logging.INFO, logger="bpaitac.train"):
         result = run(data, part, entry=BPAITAC, training=training)
     assert "resuming" in caplog.text and "after epoch 1" in caplog.text
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
@@ -352,7 +364,7 @@ def test_reverse_complement_changes_training_and_the_run_identity(data, tmp_path
 
 
 def test_batchnorm_trains_in_train_mode_and_predicts_in_eval_mode(data, tmp_path, monkeypatch):
-    import bpaitac.train.loop as train_module
+    import bpaitac.train.runs as train_module
 
     calls: list[tuple[bool, bool]] = []  # (gradients on, BN in training mode) per forward
     real_build = train_module.build_model
@@ -378,13 +390,15 @@ import torch
 torch.set_num_threads({threads})
 from test_train import run, BPAITAC
 from pathlib import Path
+from bpaitac.train.callbacks import Callback
 
-def kill(epoch, step):
-    if (epoch, step) == (2, 2):
-        os.kill(os.getpid(), signal.SIGKILL)
+class KillMidEpoch(Callback):
+    def on_batch_end(self, epoch, step, loss):
+        if (epoch, step) == (2, 2):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 data = {{s: Path(p) for s, p in {data!r}.items()}}
-run(data, Path({out!r}), entry=BPAITAC, on_batch=kill)
+run(data, Path({out!r}), entry=BPAITAC, callbacks=[KillMidEpoch()])
 """
 
 
@@ -413,9 +427,9 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(data, tmp_
 
 
 def test_checkpoint_of_another_config_is_ignored(data, tmp_path, caplog):
-    with pytest.raises(SimulatedKill):
-        run(data, tmp_path, stop_after_epochs=1)
-    with caplog.at_level(logging.WARNING, logger="bpaitac.train.loop"):
+    with pytest.raises(Killed):
+        run(data, tmp_path, callbacks=[KillAfterEpoch(1)])
+    with caplog.at_level(logging.WARNING, logger="bpaitac.train"):
         result = run(data, tmp_path, training={"learning_rate": 0.01, "max_epochs": 1})
     assert "another config" in caplog.text
     assert [h["epoch"] for h in result.history] == [1]
