@@ -48,6 +48,7 @@ from bpaitac.simulate import fastq  # noqa: E402
 from bpaitac.simulate import genome as sim_genome  # noqa: E402
 from bpaitac.simulate.config import FragmentLengthSpec  # noqa: E402
 from bpaitac.simulate.reads import fragment_length_pmf  # noqa: E402
+from bpaitac.workflow.config import validate_config  # noqa: E402
 
 MM10_GB = 2.73
 RUNS = 181
@@ -132,7 +133,9 @@ def main() -> None:
         _, idx_wall, idx_cpu = timed(
             align.build_bowtie2_index, [genome, work / "chrM.fa"], index, threads=1
         )
-        cfg = align.AlignConfig(keep_contigs=tuple(f"chr{i}" for i in range(1, 100)))
+        defaults = validate_config({"dataset": "bench", "source": "simulate", "celltypes": "-"})
+        contigs = [f"chr{i}" for i in range(1, 100)]
+        cfg = align.AlignConfig.from_config({**defaults["align"], "keep_contigs": contigs})
         rows = []
         for t in threads:
             t1, t2 = work / f"t{t}_R1.fastq.gz", work / f"t{t}_R2.fastq.gz"

@@ -12,7 +12,6 @@ from bpaitac.io import log_exception, setup_logging
 setup_logging(snakemake.log[0])
 log = logging.getLogger("bpaitac.data.align")
 inp, out, params, rule = snakemake.input, snakemake.output, snakemake.params, snakemake.rule
-cfg = align.AlignConfig.from_config(params.get("align", {}))
 threads = snakemake.threads
 
 try:
@@ -20,9 +19,11 @@ try:
         align.build_bowtie2_index([inp.fasta, *inp.extra], params.prefix, threads=threads)
     elif rule == "trim_fastq":
         run = snakemake.wildcards.run
+        cfg = align.AlignConfig.from_config(params.align)
         align.trim_pair(run, inp.r1, inp.r2, out.r1, out.r2, cfg, threads, out.report)
     elif rule == "align_run":
         run = snakemake.wildcards.run
+        cfg = align.AlignConfig.from_config(params.align)
         align.process_run(
             run, inp.r1, inp.r2, params.index, out.bam, out.qc, cfg,
             ocrs=inp.ocrs, threads=threads, trim_report=inp.report, trimmed=True,

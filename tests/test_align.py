@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import shutil
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,14 @@ import pysam
 import pytest
 
 from bpaitac.data import align
-from bpaitac.data.insertions import ReadFilter, count_insertions
+from bpaitac.data.insertions import count_insertions
 from bpaitac.io import InputError
 from bpaitac.simulate import bam as sim_bam
 from bpaitac.simulate import fastq
 from bpaitac.simulate import genome as sim_genome
 from bpaitac.simulate.config import FragmentLengthSpec
 from bpaitac.simulate.reads import fragment_length_pmf
+from bpaitac.workflow.config import validate_config
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("bowtie2", "bowtie2-build", "samtools"))
@@ -43,7 +45,10 @@ N_FRAGMENTS = 4000
 SPEC = fastq.FastqSpec(
     read_length=50, error_rate=0.005, duplicate_fraction=0.05, chrm_fraction=0.03
 )
-CFG = align.AlignConfig(keep_contigs=tuple(CHROMS))
+ALIGN = validate_config(
+    {"dataset": "t", "source": "simulate", "celltypes": "config/celltypes.tsv"}
+)["align"]
+CFG = align.AlignConfig.from_config({**ALIGN, "keep_contigs": list(CHROMS)})
 SEED = 7
 
 
@@ -226,7 +231,7 @@ def _expected_counts(sim, runs: list[str]) -> tuple[dict[str, np.ndarray], int, 
 def _observed_counts(bam: Path) -> dict[str, np.ndarray]:
     """Per-base insertions with the preprocessing's own reader (whole chromosomes as windows)."""
     return {
-        c: count_insertions(bam, [c], [0], n, ReadFilter(min_mapq=30))[0].astype(np.int64)
+        c: count_insertions(bam, [c], [0], n, CFG.qc_filter())[0].astype(np.int64)
         for c, n in CHROMS.items()
     }
 
@@ -341,7 +346,7 @@ def test_missing_inputs_and_index_are_input_errors(sim, tmp_path):
 
 def test_bowtie2_failure_names_the_command(sim, aligned, tmp_path):
     _, r1, r2 = sim["runs"][0]
-    cfg = align.AlignConfig(keep_contigs=tuple(CHROMS), bowtie2_extra=("--no-such-option",))
+    cfg = replace(CFG, bowtie2_extra=("--no-such-option",))
     with pytest.raises(align.ToolError, match=r"run SRR1: `\S*bowtie2 .*--no-such-option"):
         align.align_pair("SRR1", r1, r2, aligned["index"], tmp_path / "x.bam", cfg)
     assert not (tmp_path / "x.bam").exists()

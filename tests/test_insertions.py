@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pysam
 import pytest
 
+from bpaitac.data import bam_reader
 from bpaitac.data import insertions as ins
 from bpaitac.data.insertions import ReadFilter, count_insertions
 from bpaitac.io import InputError
+from bpaitac.workflow.config import validate_config
 
-ENGINES = ["pysam"] + (["numba"] if ins.numba is not None else [])
+PREPROCESS = validate_config(
+    {"dataset": "t", "source": "simulate", "celltypes": "config/celltypes.tsv"}
+)["preprocess"]
+DEFAULT = ReadFilter.from_config(PREPROCESS)
+"""The read filter of the schema's defaults."""
+
+ENGINES = ["pysam"] + (["numba"] if bam_reader.HAVE_NUMBA else [])
 CIGAR_QUERY_OPS = set("MIS=X")
 
 
@@ -111,8 +120,8 @@ def edge_bam(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     "flt",
     [
-        ReadFilter(),
-        ReadFilter(min_mapq=0, drop_duplicates=False),
+        DEFAULT,
+        replace(DEFAULT, min_mapq=0, drop_duplicates=False),
     ],
     ids=["default", "keep_dups_lowq"],
 )
@@ -126,7 +135,7 @@ def test_edge_cases_whole_chromosomes(edge_bam, engine, flt):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_unpaired_reads_count_without_proper_pair_filter(edge_bam, engine):
-    flt = ReadFilter(require_proper_pair=False)
+    flt = replace(DEFAULT, require_proper_pair=False)
     got = count_insertions(edge_bam, ["chrA"], [800], 40, read_filter=flt, engine=engine)[0]
     # lone_mate 804, mate_unmapped 814, improper 824, single_plus 834
     assert [int(i) + 800 for i in np.flatnonzero(got)] == [804, 814, 824, 834]
@@ -136,8 +145,8 @@ def test_unpaired_reads_count_without_proper_pair_filter(edge_bam, engine):
 def test_windows_overlapping_and_off_chromosome(edge_bam, engine):
     chroms = ["chrA", "chrA", "chrA", "chrB", "chrA"]
     starts = [-10, 0, 980, 5, 95]
-    got = count_insertions(edge_bam, chroms, starts, 30, engine=engine)
-    exp = expected_counts(ReadFilter())
+    got = count_insertions(edge_bam, chroms, starts, 30, DEFAULT, engine=engine)
+    exp = expected_counts(DEFAULT)
     a = np.concatenate([np.zeros(10, np.int64), exp["chrA"], np.zeros(30, np.int64)])
     np.testing.assert_array_equal(got[0], a[0:30])
     np.testing.assert_array_equal(got[1], exp["chrA"][0:30])
@@ -147,7 +156,7 @@ def test_windows_overlapping_and_off_chromosome(edge_bam, engine):
 
 
 def test_shifts_are_configurable(edge_bam):
-    flt = ReadFilter(shift_plus=0, shift_minus=0)
+    flt = replace(DEFAULT, shift_plus=0, shift_minus=0)
     got = count_insertions(edge_bam, ["chrA"], [0], 1000, read_filter=flt, engine="pysam")[0]
     assert got[100] == 1 and got[219] == 1  # clip_plus starts at 100, clip_minus ends at 219
     for engine in ENGINES[1:]:
@@ -210,7 +219,7 @@ def test_x_bam_needs_index_then_gets_one(xbam, tmp_path):
         ins.ensure_bam_index(bam, index_missing=False)
     assert "preprocess.index_missing" in str(err.value)
     with pytest.raises(InputError, match="samtools index"):
-        count_insertions(bam, ["chr2L"], [0], 10)
+        count_insertions(bam, ["chr2L"], [0], 10, DEFAULT)
     idx = ins.ensure_bam_index(bam, index_missing=True)
     assert idx.exists() and idx.name == "noindex.bam.bai"
 
@@ -218,7 +227,7 @@ def test_x_bam_needs_index_then_gets_one(xbam, tmp_path):
 @pytest.mark.parametrize("engine", ENGINES)
 def test_x_bam_matches_bedtools_genomecov(xbam, tmp_path, engine):
     ins.ensure_bam_index(xbam, index_missing=True)
-    flt = ReadFilter(min_mapq=30)  # x.bam is single-end: the proper-pair filter does not apply
+    flt = replace(DEFAULT, min_mapq=30)  # x.bam is single-end: no proper-pair filter
     truth = _bedtools_insertions(xbam, 30, tmp_path)
     # windows around every 97th read's position plus fixed windows, some overlapping
     chroms, starts = [], []
@@ -241,7 +250,7 @@ def test_x_bam_matches_bedtools_genomecov(xbam, tmp_path, engine):
 
 def test_x_bam_engines_agree_including_low_mapq(xbam):
     ins.ensure_bam_index(xbam, index_missing=True)
-    flt = ReadFilter(min_mapq=0)
+    flt = replace(DEFAULT, min_mapq=0)
     total = 0
     for chrom, length in ins.bam_contigs(xbam).items():  # each whole chromosome as one window
         got = [count_insertions(xbam, [chrom], [0], length, flt, engine=e) for e in ENGINES]
@@ -274,7 +283,7 @@ def sim_bam(tmp_path_factory) -> Path:
     return write_bam(tmp_path_factory.mktemp("sim") / "sim.bam", contigs, reads)
 
 
-@pytest.mark.skipif(ins.numba is None, reason="numba not installed")
+@pytest.mark.skipif(not bam_reader.HAVE_NUMBA, reason="numba not installed")
 @pytest.mark.parametrize("layout", ["dense", "sparse", "overlapping", "ends"])
 def test_numba_engine_equals_pysam_engine(sim_bam, layout):
     rng = np.random.default_rng(7)
@@ -290,7 +299,7 @@ def test_numba_engine_equals_pysam_engine(sim_bam, layout):
     else:  # windows at and beyond both ends, and on a chromosome without reads
         chroms = ["chr1", "chr1", "chr2", "chr2", "chr3"]
         starts = np.array([-100, 2_000_000 - 150, -5, 800_000 - 10, 0])
-    flt = ReadFilter()
+    flt = DEFAULT
     width = 250
     ref = count_insertions(sim_bam, chroms, starts, width, flt, engine="pysam")
     assert ref.sum() > 0
@@ -313,18 +322,20 @@ def test_contigs_must_match_the_genome(edge_bam):
     with pytest.raises(InputError, match="chrC"):
         ins.check_bam_contigs(edge_bam, {"chrA": 1000, "chrB": 500, "chrC": 5}, ["chrC"])
     with pytest.raises(InputError, match="not in the BAM header"):
-        count_insertions(edge_bam, ["chrZ"], [0], 10)
+        count_insertions(edge_bam, ["chrZ"], [0], 10, DEFAULT)
 
 
 def test_missing_bam_and_bad_engine(tmp_path, edge_bam):
     with pytest.raises(InputError, match="not found"):
         ins.ensure_bam_index(tmp_path / "absent.bam")
     with pytest.raises(InputError, match="preprocess.engine"):
-        count_insertions(edge_bam, ["chrA"], [0], 10, engine="fast")
+        count_insertions(edge_bam, ["chrA"], [0], 10, DEFAULT, engine="fast")
 
 
 def test_read_filter_from_config_and_uint16_clip(caplog):
-    flt = ReadFilter.from_config({"min_mapq": 5, "tn5_shift_minus": -4, "drop_duplicates": False})
+    flt = ReadFilter.from_config(
+        {**PREPROCESS, "min_mapq": 5, "tn5_shift_minus": -4, "drop_duplicates": False}
+    )
     assert (flt.min_mapq, flt.shift_plus, flt.shift_minus) == (5, 4, -4)
     assert not flt.exclude_flags & ins.FLAG_DUPLICATE
     assert flt.margin == 5
@@ -347,32 +358,32 @@ def test_counts_saturate_at_uint16_max(tmp_path, engine, caplog):
     ]
     bam = write_bam(tmp_path / "deep.bam", {"chrA": 1000}, reads)
     with caplog.at_level("WARNING"):
-        got = count_insertions(bam, ["chrA"], [0], 300, engine=engine)[0]
+        got = count_insertions(bam, ["chrA"], [0], 300, DEFAULT, engine=engine)[0]
     assert got.dtype == np.uint16
     assert got[104] == 65_535 and got[214] == 1 and got.sum() == 65_536
     assert "7 insertions dropped" in caplog.text
 
 
-@pytest.mark.skipif(ins.numba is None, reason="numba not installed")
+@pytest.mark.skipif(not bam_reader.HAVE_NUMBA, reason="numba not installed")
 def test_numba_engine_with_zlib_inflater(sim_bam, monkeypatch):
     chroms, starts = (
         ["chr1"] * 300 + ["chr2"] * 100,
         np.r_[np.arange(300) * 6000, np.arange(100) * 7000],
     )
-    ref = count_insertions(sim_bam, chroms, starts, 250, engine="numba")
-    monkeypatch.setattr(ins, "_load_libdeflate", lambda: None)
-    assert ins._Inflater().name == "zlib"
-    got = count_insertions(sim_bam, chroms, starts, 250, engine="numba", threads=2)
+    ref = count_insertions(sim_bam, chroms, starts, 250, DEFAULT, engine="numba")
+    monkeypatch.setattr(bam_reader, "_load_libdeflate", lambda: None)
+    assert bam_reader._Inflater().name == "zlib"
+    got = count_insertions(sim_bam, chroms, starts, 250, DEFAULT, engine="numba", threads=2)
     np.testing.assert_array_equal(got, ref)
     assert ref.sum() > 1000
 
 
-@pytest.mark.skipif(ins.numba is None, reason="numba not installed")
+@pytest.mark.skipif(not bam_reader.HAVE_NUMBA, reason="numba not installed")
 @pytest.mark.parametrize("inflater", ["libdeflate", "zlib"])
 def test_corrupt_bgzf_block_is_reported(sim_bam, tmp_path, monkeypatch, inflater):
     if inflater == "zlib":
-        monkeypatch.setattr(ins, "_load_libdeflate", lambda: None)
-    elif ins._load_libdeflate() is None:
+        monkeypatch.setattr(bam_reader, "_load_libdeflate", lambda: None)
+    elif bam_reader._load_libdeflate() is None:
         pytest.skip("libdeflate not installed")
     bad = tmp_path / "bad.bam"
     data = bytearray(sim_bam.read_bytes())
@@ -380,4 +391,4 @@ def test_corrupt_bgzf_block_is_reported(sim_bam, tmp_path, monkeypatch, inflater
     bad.write_bytes(bytes(data))
     shutil.copy(f"{sim_bam}.bai", f"{bad}.bai")
     with pytest.raises(InputError, match="corrupt"):
-        count_insertions(bad, ["chr1", "chr2"], [0, 0], 800_000, engine="numba")
+        count_insertions(bad, ["chr1", "chr2"], [0, 0], 800_000, DEFAULT, engine="numba")

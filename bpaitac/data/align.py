@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +41,12 @@ import pandas as pd
 import pysam
 
 from bpaitac.data.insertions import ReadFilter, merge_windows
+from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
 from bpaitac.io import InputError, atomic_path
 from bpaitac.workflow.align_paths import BOWTIE2_INDEX_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-NEXTERA = "CTGTCTCTTATA"
-MM10_CONTIGS = tuple([f"chr{i}" for i in range(1, 20)] + ["chrX", "chrY"])
 QC_COLUMNS = (
     "run",
     "read_pairs",
@@ -74,36 +73,51 @@ class ToolError(RuntimeError):
 
 @dataclass(frozen=True)
 class AlignConfig:
-    """Trimming, alignment and filtering settings (the ``align:`` config section)."""
+    """Trimming, alignment and filtering settings (the ``align:`` config section).
 
-    adapter_r1: str = NEXTERA
-    adapter_r2: str = NEXTERA
-    min_length: int = 20
-    min_overlap: int = 1
-    adapter_error_rate: float = 0.1
-    max_fragment_length: int = 2000
-    min_mapq: int = 30
-    keep_contigs: tuple[str, ...] = MM10_CONTIGS
-    chrm: str = "chrM"
-    bowtie2_extra: tuple[str, ...] = field(default_factory=tuple)
-    ocr_halfwidth: int = 250
+    No field has a default: the validated config gives them (its schema holds the defaults,
+    Nextera adapters and the mm10 contigs among them), through :meth:`from_config`.
+    """
+
+    adapter_r1: str
+    adapter_r2: str
+    min_length: int
+    min_overlap: int
+    adapter_error_rate: float
+    max_fragment_length: int
+    min_mapq: int
+    keep_contigs: tuple[str, ...]
+    chrm: str
+    bowtie2_extra: tuple[str, ...]
+    ocr_halfwidth: int
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> AlignConfig:
-        """Build from the ``align:`` config section (missing keys take the defaults)."""
-        d = cls()
+        """Build from the validated ``align:`` config section (defaults filled in)."""
         return cls(
-            adapter_r1=str(cfg.get("adapter_r1", d.adapter_r1)),
-            adapter_r2=str(cfg.get("adapter_r2", d.adapter_r2)),
-            min_length=int(cfg.get("min_length", d.min_length)),
-            min_overlap=int(cfg.get("min_overlap", d.min_overlap)),
-            adapter_error_rate=float(cfg.get("adapter_error_rate", d.adapter_error_rate)),
-            max_fragment_length=int(cfg.get("max_fragment_length", d.max_fragment_length)),
-            min_mapq=int(cfg.get("min_mapq", d.min_mapq)),
-            keep_contigs=tuple(cfg.get("keep_contigs", d.keep_contigs)),
-            chrm=str(cfg.get("chrm", d.chrm)),
-            bowtie2_extra=tuple(str(a) for a in cfg.get("bowtie2_extra", d.bowtie2_extra)),
-            ocr_halfwidth=int(cfg.get("ocr_halfwidth", d.ocr_halfwidth)),
+            adapter_r1=str(cfg["adapter_r1"]),
+            adapter_r2=str(cfg["adapter_r2"]),
+            min_length=int(cfg["min_length"]),
+            min_overlap=int(cfg["min_overlap"]),
+            adapter_error_rate=float(cfg["adapter_error_rate"]),
+            max_fragment_length=int(cfg["max_fragment_length"]),
+            min_mapq=int(cfg["min_mapq"]),
+            keep_contigs=tuple(cfg["keep_contigs"]),
+            chrm=str(cfg["chrm"]),
+            bowtie2_extra=tuple(str(a) for a in cfg["bowtie2_extra"]),
+            ocr_halfwidth=int(cfg["ocr_halfwidth"]),
+        )
+
+    def qc_filter(self) -> ReadFilter:
+        """The reads whose insertions the QC's FRiP counts: this section's ``min_mapq``, every
+        flag filter on and the Tn5 shifts of :mod:`bpaitac.data.tn5`, as the preprocessing
+        counts them by default."""
+        return ReadFilter(
+            min_mapq=self.min_mapq,
+            drop_duplicates=True,
+            require_proper_pair=True,
+            shift_plus=TN5_SHIFT_PLUS,
+            shift_minus=TN5_SHIFT_MINUS,
         )
 
 
@@ -384,12 +398,10 @@ def ocr_intervals(path: str | os.PathLike, halfwidth: int = 250) -> pd.DataFrame
     return bed
 
 
-def insertion_positions(
-    bam: str | os.PathLike, read_filter: ReadFilter | None = None
-) -> dict[str, np.ndarray]:
+def insertion_positions(bam: str | os.PathLike, read_filter: ReadFilter) -> dict[str, np.ndarray]:
     """Tn5 insertion positions (sorted) per contig of the reads of a BAM that pass
     ``read_filter`` (the preprocessing's filter and shifts; :mod:`bpaitac.data.insertions`)."""
-    f = read_filter or ReadFilter()
+    f = read_filter
     out: dict[str, list[int]] = {}
     with pysam.AlignmentFile(str(bam), "rb") as fh:
         for a in fh.fetch(until_eof=True):
@@ -467,8 +479,7 @@ def process_run(
     frip = float("nan")
     if ocrs is not None:
         table = ocrs if isinstance(ocrs, pd.DataFrame) else ocr_intervals(ocrs, cfg.ocr_halfwidth)
-        rf = ReadFilter(min_mapq=cfg.min_mapq)
-        frip = fraction_in_ocrs(insertion_positions(out_bam, rf), table)
+        frip = fraction_in_ocrs(insertion_positions(out_bam, cfg.qc_filter()), table)
     row = qc_row(run, stats, counts, frip, cfg)
     with atomic_path(qc_path) as tmp_qc:
         pd.DataFrame([row], columns=list(QC_COLUMNS)).to_csv(tmp_qc, sep="\t", index=False)
