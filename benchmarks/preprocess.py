@@ -110,15 +110,18 @@ def simulate_bam(path: Path, n_fragments: int, seed: int = 0) -> np.ndarray:
 def child_count(bam: str, windows: str, engine: str, threads: int) -> dict:
     """Count insertions over the OCR windows (run inside the child process)."""
     from bpaitac.data.insertions import ReadFilter, count_insertions
+    from bpaitac.workflow.config import validate_config
 
+    defaults = validate_config({"dataset": "bench", "source": "simulate", "celltypes": "-"})
+    flt = ReadFilter.from_config(defaults["preprocess"])
     ocrs = np.load(windows)
     chroms = np.array(list(CHROMS), dtype=object)[ocrs[:, 0]]
     starts = ocrs[:, 1] - 500
-    count_insertions(bam, chroms[:10], starts[:10], 1000)  # imports, numba's cache
+    count_insertions(bam, chroms[:10], starts[:10], 1000, flt)  # imports, numba's cache
     if engine == "baseline":
         return {"seconds": 0.0, "cpu_seconds": 0.0}
     t0, c0 = time.perf_counter(), time.process_time()
-    out = count_insertions(bam, chroms, starts, 1000, ReadFilter(), engine=engine, threads=threads)
+    out = count_insertions(bam, chroms, starts, 1000, flt, engine=engine, threads=threads)
     return {
         "seconds": time.perf_counter() - t0,
         "cpu_seconds": time.process_time() - c0,
@@ -218,7 +221,7 @@ def bench_insertions(args: argparse.Namespace, work: Path) -> None:
         vs_floor = f"{sec / floor[1]:12.2f} {cpu / floor[2]:11.2f}" if floor else f"{'n/a':>24s}"
         vs_bt = f"{bedtools[1] / sec:15.2f}" if bedtools else f"{'n/a':>15s}"
         print(f"{name:36s} {sec:7.3f} {cpu:7.2f} {rate} {rss:9.0f} {vs_floor} {vs_bt}")
-    from bpaitac.data.insertions import _Inflater
+    from bpaitac.data.bam_reader import _Inflater
 
     print(
         "\nbpaitac routes: wall and CPU s of the count_insertions call (imports and numba cache "

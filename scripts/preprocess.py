@@ -1,71 +1,73 @@
 """Snakemake entry of the preprocess rules (workflow/rules/preprocess.smk): BAMs -> arrays.
 
-One script for the rule family; it dispatches on the rule's name to bpaitac.data.arrays (and to
-bpaitac.data.peaks for the MACS3 closed-OCR p-values).
+One script for the rule family; it dispatches on the rule's name to bpaitac.data.arrays (the OCR
+arrays), bpaitac.data.bias_sets (the Tn5-bias training sets) and bpaitac.data.peaks (the MACS3
+closed-OCR p-values). ``params.preprocess`` is the validated ``preprocess:`` config section.
 """
 
 from pathlib import Path
 
-from bpaitac.data import arrays as dataset
-from bpaitac.data import peaks
+from bpaitac.data import arrays, bias_sets, peaks
 from bpaitac.io import setup_logging
 
 setup_logging(snakemake.log[0])
 inp, out, params, rule = snakemake.input, snakemake.output, snakemake.params, snakemake.rule
-cfg = dict(params.get("preprocess", {}))
-splits = list(params.get("splits", []))
 
 
 def split_dirs(paths) -> dict:
     """Output files (one per split, in `params.splits` order) -> {split: their directory}."""
-    return {s: Path(p).parent for s, p in zip(splits, paths, strict=True)}
+    return {s: Path(p).parent for s, p in zip(params.splits, paths, strict=True)}
 
 
 if rule == "prepare_ocrs":
-    dataset.prepare_ocrs(
+    arrays.prepare_ocrs(
         table=inp.table,
         genome=inp.genome,
         celltypes=params.celltypes,
-        cfg=cfg,
+        cfg=dict(params.preprocess),
         out_all=out.ocrs,
-        out_splits={s: (q, t) for s, q, t in zip(splits, out.seq, out.ocrs_split, strict=True)},
+        out_splits={
+            s: (q, t) for s, q, t in zip(params.splits, out.seq, out.ocrs_split, strict=True)
+        },
     )
 elif rule == "count_insertions":
-    dataset.count_ocr_insertions(
+    arrays.count_ocr_insertions(
         bam=inp.bam,
         ocrs_tsv=inp.ocrs,
         genome=inp.genome,
-        cfg=cfg,
+        cfg=dict(params.preprocess),
         out=out.insertions,
         threads=snakemake.threads,
         celltype=snakemake.wildcards.celltype,
     )
 elif rule == "assemble_dataset":
-    dataset.assemble_dataset(
+    arrays.assemble_dataset(
         ocrs_all=inp.ocrs,
         insertions=list(inp.insertions),
         celltypes=params.celltypes,
         out_splits={
             s: (p, c, t)
-            for s, p, c, t in zip(splits, out.profile, out.counts, out.celltypes, strict=True)
+            for s, p, c, t in zip(
+                params.splits, out.profile, out.counts, out.celltypes, strict=True
+            )
         },
     )
 elif rule == "bias_set_closed_ocrs":
-    dataset.closed_ocr_set(
+    bias_sets.closed_ocr_set(
         ocrs_all=inp.ocrs,
         pvalues=inp.pvalues,
         insertions=list(inp.insertions),
         celltypes=params.celltypes,
         genome=inp.genome,
-        cfg=cfg,
+        cfg=dict(params.preprocess),
         out_splits=split_dirs(out.seq),
     )
 elif rule == "bias_set_protein_free":
-    dataset.protein_free_set(
+    bias_sets.protein_free_set(
         regions_bed=inp.regions,
         bams=list(inp.bams),
         genome=inp.genome,
-        cfg=cfg,
+        cfg=dict(params.preprocess),
         seed=int(params.seed),
         out_splits=split_dirs(out.seq),
         threads=snakemake.threads,
@@ -77,7 +79,7 @@ elif rule == "bias_set_protein_free":
 elif rule == "closed_pvalues_macs3":
     peaks.celltype_pvalues(
         bam=inp.bam,
-        ocrs=dataset.read_ocrs_tsv(inp.ocrs),
+        ocrs=arrays.read_ocrs_tsv(inp.ocrs),
         celltype=snakemake.wildcards.celltype,
         cfg=dict(params.macs3),
         out=out.pvalues,

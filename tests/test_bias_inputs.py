@@ -24,18 +24,22 @@ import pytest
 import yaml
 from scipy.stats import mannwhitneyu
 
-from bpaitac.data import arrays as ds
-from bpaitac.data import peaks
+from bpaitac.data import bias_sets, peaks
 from bpaitac.data.fragments import count_fragment_insertions
 from bpaitac.data.ocr_table import PEAK_ID, read_ocr_table
+from bpaitac.data.splits import BIAS_SET_SPLITS
 from bpaitac.io import InputError, read_celltypes
 from bpaitac.simulate import SimulateConfig, simulate_dataset
+from bpaitac.workflow.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".venv" / "numba-cache"))
 TINY = yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())
-PREPROCESS = {**TINY["preprocess"], "protein_free_stride": 200}
+PREPROCESS = {
+    **load_config(ROOT / "config" / "tiny.yaml")["preprocess"],
+    "protein_free_stride": 200,
+}
 # The protein-free DNA's own assembly: other chromosome names than the dataset's genome.
 PF_CHROMS = {"chr5": 150_000, "chr7": 150_000, "chrX": 150_000}
 REPLICATES = ["rep1", "rep2"]
@@ -95,12 +99,12 @@ def _bias_set(root: Path) -> dict:
             np.load(root / s / "profile.npy"),
             pd.read_csv(root / s / "windows.tsv", sep="\t"),
         )
-        for s in ("train", "val")
+        for s in BIAS_SET_SPLITS["protein_free"]
     }
 
 
 def _assert_same_bias_set(a: dict, b: dict) -> None:
-    for split in ("train", "val"):
+    for split in BIAS_SET_SPLITS["protein_free"]:
         np.testing.assert_array_equal(a[split][0], b[split][0])
         np.testing.assert_array_equal(a[split][1], b[split][1])
         pd.testing.assert_frame_equal(a[split][2], b[split][2])
@@ -112,13 +116,13 @@ def bam_route(protein_free, tmp_path_factory) -> dict:
     """The protein-free bias set from the per-replicate BAMs (the reference)."""
     out = tmp_path_factory.mktemp("bam_route")
     bams = [protein_free / "protein_free" / f"{r}.bam" for r in REPLICATES]
-    ds.protein_free_set(
+    bias_sets.protein_free_set(
         protein_free / "protein_free" / "regions.bed",
         bams,
         protein_free / "genome.fa",
         PREPROCESS,
         seed=0,
-        out_splits={s: out / s for s in ("train", "val")},
+        out_splits={s: out / s for s in BIAS_SET_SPLITS["protein_free"]},
     )
     return _bias_set(out)
 
@@ -137,13 +141,13 @@ def test_fragments_file_gives_the_bias_set_of_the_bams(
     write_fragments(bams, frags, shift, barcodes=["AAAC-1", "rep2"])  # rep2 names itself
     out = tmp_path / "pf"
     with caplog.at_level(logging.INFO):
-        ds.protein_free_set(
+        bias_sets.protein_free_set(
             protein_free / "protein_free" / "regions.bed",
             [],
             protein_free / "genome.fa",
             PREPROCESS,
             seed=0,
-            out_splits={s: out / s for s in ("train", "val")},
+            out_splits={s: out / s for s in BIAS_SET_SPLITS["protein_free"]},
             fragments=frags,
             replicates=REPLICATES,
             barcodes={"AAAC-1": "rep1"},
@@ -181,7 +185,7 @@ def test_fragments_file_errors_name_the_fix(protein_free, tmp_path):
     with pytest.raises(InputError, match="chrom, start, end, barcode"):
         count_fragment_insertions(frags, ["chr5"], [0], 500, ["rep1"])
     with pytest.raises(InputError, match="either one BAM per replicate .* not both"):
-        ds.protein_free_set(
+        bias_sets.protein_free_set(
             protein_free / "protein_free" / "regions.bed",
             [protein_free / "protein_free" / "rep1.bam"],
             protein_free / "genome.fa",
@@ -196,7 +200,7 @@ def test_fragments_file_errors_name_the_fix(protein_free, tmp_path):
 def test_region_on_a_chromosome_missing_from_the_genome_names_it(tiny, protein_free, tmp_path):
     """PRINT's hg38 regions against the dataset's (mm10) genome: stop, naming the chromosome."""
     with pytest.raises(InputError, match=r"regions.bed, line 1: chromosome 'chr5' is not in .*"):
-        ds.protein_free_set(
+        bias_sets.protein_free_set(
             protein_free / "protein_free" / "regions.bed",
             [protein_free / "protein_free" / f"{r}.bam" for r in REPLICATES],
             tiny / "genome.fa",
@@ -223,7 +227,7 @@ def macs3_pvalues(tiny, tmp_path_factory) -> tuple[pd.DataFrame, list[str], Path
             tiny / "bams" / f"{ct}.bam",
             ocrs,
             ct,
-            {"genome_size": "auto", "format": "BAM", "shift": -100, "extsize": 200},
+            {**PREPROCESS["macs3"], "format": "BAM", "shift": -100, "extsize": 200},
             out / f"{ct}.tsv",
             genome_fai=tiny / "genome.fa.fai",
         )
@@ -239,7 +243,7 @@ def test_macs3_pvalues_separate_planted_closed_from_open_ocrs(tiny, macs3_pvalue
     planted accessibility (truth/accessibility.tsv); planted open = all other pairs. AUC = the
     probability that an open pair has a larger MACS3 -log10 p than a closed one."""
     ocrs, celltypes, table = macs3_pvalues
-    neglog = ds.read_closed_pvalues(table, ocrs["peak_id"].tolist(), celltypes)
+    neglog = bias_sets.read_closed_pvalues(table, ocrs["peak_id"].tolist(), celltypes)
     truth = pd.read_csv(tiny / "truth" / "accessibility.tsv", sep="\t").set_index("peak_id")
     planted = truth.loc[ocrs["peak_id"], celltypes].to_numpy()
     closed = planted <= np.quantile(planted, 0.25)
@@ -260,17 +264,17 @@ def test_pvalue_table_with_the_immgen_peak_id_header_is_read(tmp_path, macs3_pva
     """A table headed like the OCR table (ImmGen peak ID, chrom, Summit, cell types; CSV or TSV)."""
     ocrs, celltypes, table = macs3_pvalues
     ours = pd.read_csv(table, sep="\t")
-    expected = ds.read_closed_pvalues(table, ocrs["peak_id"].tolist(), celltypes)
+    expected = bias_sets.read_closed_pvalues(table, ocrs["peak_id"].tolist(), celltypes)
     immgen = ours.rename(columns={"peak_id": PEAK_ID})
     immgen.insert(1, "chrom", ocrs["chrom"].to_numpy())
     immgen.insert(2, "Summit", ocrs["summit"].to_numpy() + 1)
     for sep, name in (("\t", "immgen.tsv"), (",", "immgen.csv")):
         immgen.to_csv(tmp_path / name, sep=sep, index=False)
-        got = ds.read_closed_pvalues(tmp_path / name, ocrs["peak_id"].tolist(), celltypes)
+        got = bias_sets.read_closed_pvalues(tmp_path / name, ocrs["peak_id"].tolist(), celltypes)
         np.testing.assert_array_equal(got, expected)
     (tmp_path / "bad.tsv").write_text("id\tA\nP1\t0.1\n")
     with pytest.raises(InputError, match="no peak-ID column; name it peak_id or ImmGenATAC1219"):
-        ds.read_closed_pvalues(tmp_path / "bad.tsv", ["P1"], ["A"])
+        bias_sets.read_closed_pvalues(tmp_path / "bad.tsv", ["P1"], ["A"])
 
 
 def test_macs3_failure_names_the_bam_and_the_command_and_is_logged(tmp_path, caplog):
@@ -280,7 +284,9 @@ def test_macs3_failure_names_the_bam_and_the_command_and_is_logged(tmp_path, cap
         caplog.at_level(logging.INFO),
         pytest.raises(peaks.Macs3Error, match=r"macs3 callpeak on .*broken\.bam: `.*callpeak -t"),
     ):
-        peaks.summit_log10p(bad, ["chr1"], [100], {"genome_size": 100_000}, workdir=tmp_path)
+        peaks.summit_log10p(
+            bad, ["chr1"], [100], {**PREPROCESS["macs3"], "genome_size": 100_000}, workdir=tmp_path
+        )
     assert "Traceback" in caplog.text  # MACS3's own output went to the log
     assert not list(tmp_path.glob(".macs3.*"))  # its scratch directory is gone
 
@@ -336,7 +342,7 @@ def test_rules_protein_free_from_mirror_and_macs3_errors_in_the_log(
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     targets = [
         f"results/mirror/data/bias_sets/protein_free/{s}/{f}"
-        for s in ("train", "val")
+        for s in BIAS_SET_SPLITS["protein_free"]
         for f in ("seq.npy", "profile.npy", "windows.tsv")
     ] + ["results/mirror/data/closed_pvalues.tsv"]
     proc = subprocess.run(

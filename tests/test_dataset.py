@@ -1,4 +1,5 @@
-"""From OCR table + genome + BAMs to the split arrays and the bias sets (bpaitac.data.arrays)."""
+"""From OCR table + genome + BAMs to the split arrays (bpaitac.data.arrays) and the bias sets
+(bpaitac.data.bias_sets)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ import pandas as pd
 import pysam
 import pytest
 
-from bpaitac.data import arrays as ds
+from bpaitac.data import arrays, bias_sets, splits
 from bpaitac.data.insertions import ReadFilter, count_insertions
 from bpaitac.data.sequence import decode_sequence, encode_sequence
 from bpaitac.io import InputError
+from bpaitac.workflow.config import validate_config
 
 CELLTYPES = ["LTHSC.34-.BM", "B.Fr.E.BM", "DC.4+.Sp"]
+PREPROCESS = validate_config(
+    {"dataset": "t", "source": "simulate", "celltypes": "config/celltypes.tsv"}
+)["preprocess"]
 CFG = {
+    **PREPROCESS,
     "window": 1000,
     "profile_width": 250,
     "max_n_fraction": 0.01,
@@ -28,6 +34,7 @@ CFG = {
     "protein_free_val_fraction": 0.34,
     "bias_min_counts": 1,
 }
+FILTER = ReadFilter.from_config(CFG)
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,7 +114,7 @@ def write_bam(path: Path, contigs: dict[str, int], reads: list[tuple[str, int, b
 def inputs(tmp_path_factory, genome) -> dict:
     """OCR table and one BAM per cell type with insertions around the OCR summits."""
     root = tmp_path_factory.mktemp("inputs")
-    contigs = ds.genome_lengths(genome)
+    contigs = arrays.genome_lengths(genome)
     rng = np.random.default_rng(3)
     bams = {}
     for k, ct in enumerate(CELLTYPES):
@@ -122,19 +129,19 @@ def inputs(tmp_path_factory, genome) -> dict:
 
 
 def _split_outputs(root: Path) -> dict:
-    return {s: (root / s / "seq.npy", root / s / "ocrs.tsv") for s in ds.SPLITS}
+    return {s: (root / s / "seq.npy", root / s / "ocrs.tsv") for s in splits.SPLITS}
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, genome, inputs) -> dict:
     root = tmp_path_factory.mktemp("data")
-    kept = ds.prepare_ocrs(
+    kept = arrays.prepare_ocrs(
         inputs["table"], genome, CELLTYPES, CFG, root / "ocrs_all.tsv", _split_outputs(root)
     )
     ins = {}
     for ct, bam in inputs["bams"].items():
         ins[ct] = root / "insertions" / f"{ct}.npy"
-        ds.count_ocr_insertions(bam, root / "ocrs_all.tsv", genome, CFG, ins[ct], celltype=ct)
+        arrays.count_ocr_insertions(bam, root / "ocrs_all.tsv", genome, CFG, ins[ct], celltype=ct)
     return {"root": root, "kept": kept, "insertions": ins}
 
 
@@ -161,54 +168,54 @@ def test_quantile_normalise_hand_example():
             [ref[2], ref[1], ref[3]],
         ]
     )
-    np.testing.assert_allclose(ds.quantile_normalise(x), expected)
+    np.testing.assert_allclose(arrays.quantile_normalise(x), expected)
 
 
 def test_quantile_normalise_properties():
     rng = np.random.default_rng(0)
     x = rng.gamma(2.0, [1.0, 5.0, 20.0], size=(500, 3))  # no ties, different depths
-    q = ds.quantile_normalise(x)
+    q = arrays.quantile_normalise(x)
     for j in range(3):
         np.testing.assert_allclose(np.sort(q[:, j]), np.sort(q[:, 0]))
         assert (np.argsort(q[:, j]) == np.argsort(x[:, j])).all()  # order within a column kept
     counts = rng.poisson(0.5, size=(400, 4)).astype(float)  # many ties at 0, 1, 2
-    q = ds.quantile_normalise(counts)
+    q = arrays.quantile_normalise(counts)
     np.testing.assert_allclose(q.sum(axis=0), q.sum(axis=0)[0])  # ties: column sums preserved
     for j in range(4):  # tied inputs stay tied
         for v in np.unique(counts[:, j]):
             assert np.ptp(q[counts[:, j] == v, j]) == 0
     with pytest.raises(ValueError, match="NaN"):
-        ds.quantile_normalise(np.array([[1.0, np.nan]]))
+        arrays.quantile_normalise(np.array([[1.0, np.nan]]))
 
 
 def test_split_of_chroms():
-    got = ds.split_of_chroms(
+    got = splits.split_of_chroms(
         ["chr1", "chr11", "chr12", "chr16", "chrX"], {"test": ["chr11", "chr16"], "val": ["chr12"]}
     )
     assert got.tolist() == ["train", "test", "val", "test", "train"]
     with pytest.raises(InputError, match="chr11 listed as both"):
-        ds.split_of_chroms(["chr1"], {"test": ["chr11"], "val": ["chr11"]})
+        splits.split_of_chroms(["chr1"], {"test": ["chr11"], "val": ["chr11"]})
     with pytest.raises(InputError, match="unknown split"):
-        ds.split_of_chroms(["chr1"], {"holdout": ["chr11"]})
+        splits.split_of_chroms(["chr1"], {"holdout": ["chr11"]})
 
 
 def test_npy_row_writer_and_reader(tmp_path):
     a = np.arange(7 * 2 * 3, dtype=np.uint16).reshape(7, 2, 3)
     for n_rows in (7, None):
         path = tmp_path / f"a{n_rows}.npy"
-        with ds.NpyRowWriter(path, np.uint16, (2, 3), n_rows) as w:
+        with arrays.NpyRowWriter(path, np.uint16, (2, 3), n_rows) as w:
             w.write(a[:3])
             w.write(a[3:3])
             w.write(a[3:])
         np.testing.assert_array_equal(np.load(path), a)
-        with ds.NpyRowReader(path) as r:
+        with arrays.NpyRowReader(path) as r:
             np.testing.assert_array_equal(r.read(2, 5), a[2:5])
             np.testing.assert_array_equal(r.read(6, 10), a[6:])
     with pytest.raises(RuntimeError, match="wrote 3 rows, expected 4"):
-        with ds.NpyRowWriter(tmp_path / "b.npy", np.uint8, (1,), 4) as w:
+        with arrays.NpyRowWriter(tmp_path / "b.npy", np.uint8, (1,), 4) as w:
             w.write(np.zeros((3, 1)))
     with pytest.raises(ValueError, match="rows of shape"):
-        with ds.NpyRowWriter(tmp_path / "c.npy", np.uint8, (2,)) as w:
+        with arrays.NpyRowWriter(tmp_path / "c.npy", np.uint8, (2,)) as w:
             w.write(np.zeros((3, 1)))
     assert not list(tmp_path.glob("*.body"))  # side file removed on error
 
@@ -228,7 +235,7 @@ def test_prepare_ocrs_drops_and_splits(prepared, genome, caplog):
         "P1": "train", "P3": "train", "P5": "test", "P6": "val", "P8": "train", "P9": "train"
     }  # fmt: skip
     with pysam.FastaFile(str(genome)) as fa:
-        for split in ds.SPLITS:
+        for split in splits.SPLITS:
             seq = np.load(root / split / "seq.npy")
             table = pd.read_csv(root / split / "ocrs.tsv", sep="\t")
             assert seq.dtype == np.uint8 and seq.shape == (len(table), 1000)
@@ -240,7 +247,7 @@ def test_prepare_ocrs_drops_and_splits(prepared, genome, caplog):
 
 def test_prepare_ocrs_logs_drop_counts(tmp_path, genome, inputs, caplog):
     with caplog.at_level(logging.INFO):
-        ds.prepare_ocrs(
+        arrays.prepare_ocrs(
             inputs["table"], genome, CELLTYPES, CFG, tmp_path / "all.tsv", _split_outputs(tmp_path)
         )
     assert (
@@ -263,13 +270,13 @@ def test_prepare_ocrs_keeps_only_included_ocrs(tmp_path, genome, caplog):
     table = _with_included(write_ocr_table(tmp_path / "ocrs.csv"), flags)
     cfg = {**CFG, "included_only": True}
     with caplog.at_level(logging.INFO):
-        kept = ds.prepare_ocrs(
+        kept = arrays.prepare_ocrs(
             table, genome, CELLTYPES, cfg, tmp_path / "all.tsv", _split_outputs(tmp_path)
         )
     assert "6 OCRs flagged in Included.in.systematic.analysis" in caplog.text
     assert kept["peak_id"].tolist() == [p for p in KEPT if p not in {"P2", "P4", "P6"}]
     # Off (the default), the flag column is ignored.
-    kept = ds.prepare_ocrs(
+    kept = arrays.prepare_ocrs(
         table, genome, CELLTYPES, CFG, tmp_path / "all.tsv", _split_outputs(tmp_path)
     )
     assert kept["peak_id"].tolist() == KEPT
@@ -279,17 +286,17 @@ def test_included_only_errors_name_the_line_or_the_column(tmp_path, genome):
     cfg = {**CFG, "included_only": True}
     table = _with_included(write_ocr_table(tmp_path / "a.csv"), ["1", "1", "maybe"] + ["1"] * 6)
     with pytest.raises(InputError, match=r"a.csv, line 4, column 'Included.*'maybe' is not a flag"):
-        ds.prepare_ocrs(
+        arrays.prepare_ocrs(
             table, genome, CELLTYPES, cfg, tmp_path / "all.tsv", _split_outputs(tmp_path)
         )
     table = write_ocr_table(tmp_path / "b.csv")
     with pytest.raises(InputError, match="no Included.in.systematic.analysis column"):
-        ds.prepare_ocrs(
+        arrays.prepare_ocrs(
             table, genome, CELLTYPES, cfg, tmp_path / "all.tsv", _split_outputs(tmp_path)
         )
     table = _with_included(write_ocr_table(tmp_path / "c.csv"), ["0"] * 9)
     with pytest.raises(InputError, match="no OCR is flagged"):
-        ds.prepare_ocrs(
+        arrays.prepare_ocrs(
             table, genome, CELLTYPES, cfg, tmp_path / "all.tsv", _split_outputs(tmp_path)
         )
 
@@ -315,7 +322,7 @@ def test_prepare_ocrs_bad_input(tmp_path, genome, problem, match):
         write_ocr_table(table)
         cfg["profile_width"] = 2000
     with pytest.raises(InputError, match=match):
-        ds.prepare_ocrs(
+        arrays.prepare_ocrs(
             table, genome, CELLTYPES, cfg, tmp_path / "all.tsv", _split_outputs(tmp_path)
         )
     assert not (tmp_path / "all.tsv").exists()
@@ -327,7 +334,7 @@ def test_insertions_are_the_central_profile(prepared, inputs, genome):
         got = np.load(path)
         assert got.dtype == np.uint16 and got.shape == (len(table), 250)
         exp = count_insertions(
-            inputs["bams"][ct], table.chrom, table.summit - 125, 250, ReadFilter(), engine="pysam"
+            inputs["bams"][ct], table.chrom, table.summit - 125, 250, FILTER, engine="pysam"
         )
         np.testing.assert_array_equal(got, exp)
         assert got.sum() > 100
@@ -335,7 +342,7 @@ def test_insertions_are_the_central_profile(prepared, inputs, genome):
 
 def test_missing_bam_and_index_errors(tmp_path, prepared, genome, inputs):
     with pytest.raises(InputError, match=r"cell type 'X.Sp' is in the OCR table .* no BAM"):
-        ds.count_ocr_insertions(
+        arrays.count_ocr_insertions(
             tmp_path / "X.Sp.bam",
             prepared["root"] / "ocrs_all.tsv",
             genome,
@@ -346,10 +353,10 @@ def test_missing_bam_and_index_errors(tmp_path, prepared, genome, inputs):
     bam = tmp_path / "noindex.bam"
     bam.write_bytes(Path(inputs["bams"][CELLTYPES[0]]).read_bytes())
     with pytest.raises(InputError, match=f"samtools index {bam}"):
-        ds.count_ocr_insertions(
+        arrays.count_ocr_insertions(
             bam, prepared["root"] / "ocrs_all.tsv", genome, CFG, tmp_path / "o.npy"
         )
-    ds.count_ocr_insertions(
+    arrays.count_ocr_insertions(
         bam,
         prepared["root"] / "ocrs_all.tsv",
         genome,
@@ -366,7 +373,7 @@ def test_bam_of_another_assembly_is_refused(tmp_path, prepared, genome):
         [("chr1", 100, False)],
     )
     with pytest.raises(InputError, match="chr1 has length 20001 in the BAM header but 20000"):
-        ds.count_ocr_insertions(
+        arrays.count_ocr_insertions(
             bam, prepared["root"] / "ocrs_all.tsv", genome, CFG, tmp_path / "o.npy"
         )
 
@@ -380,17 +387,17 @@ def test_assemble_dataset(tmp_path, prepared, chunk_bytes):
             tmp_path / s / "counts.npy",
             tmp_path / s / "celltypes.txt",
         )
-        for s in ds.SPLITS
+        for s in splits.SPLITS
     }
     paths = [prepared["insertions"][ct] for ct in CELLTYPES]
-    totals = ds.assemble_dataset(
+    totals = arrays.assemble_dataset(
         root / "ocrs_all.tsv", paths, CELLTYPES, out, chunk_bytes=chunk_bytes
     )
     per_ct = np.stack([np.load(p) for p in paths], axis=1)  # (N, C, 250)
     np.testing.assert_array_equal(totals, per_ct.sum(-1))
-    qn = ds.quantile_normalise(totals)
+    qn = arrays.quantile_normalise(totals)
     split = pd.read_csv(root / "ocrs_all.tsv", sep="\t")["split"].to_numpy()
-    for s in ds.SPLITS:
+    for s in splits.SPLITS:
         profile, counts = np.load(out[s][0]), np.load(out[s][1])
         assert profile.dtype == np.uint16 and counts.dtype == np.float32
         np.testing.assert_array_equal(profile, per_ct[split == s])
@@ -406,11 +413,11 @@ def test_assemble_refuses_mismatched_insertions(tmp_path, prepared):
     paths = [prepared["insertions"][ct] for ct in CELLTYPES[:2]] + [bad]
     out = {
         s: (tmp_path / s / "p.npy", tmp_path / s / "c.npy", tmp_path / s / "t.txt")
-        for s in ds.SPLITS
+        for s in splits.SPLITS
     }
     with pytest.raises(InputError, match="re-run its insertions rule"):
-        ds.assemble_dataset(prepared["root"] / "ocrs_all.tsv", paths, CELLTYPES, out)
-    assert not any((tmp_path / s / "p.npy").exists() for s in ds.SPLITS)
+        arrays.assemble_dataset(prepared["root"] / "ocrs_all.tsv", paths, CELLTYPES, out)
+    assert not any((tmp_path / s / "p.npy").exists() for s in splits.SPLITS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,14 +444,14 @@ def test_closed_ocr_set(tmp_path, prepared, genome):
         pv, sep="\t"
     )
     ins = [prepared["insertions"][ct] for ct in CELLTYPES]
-    arrays = [np.load(p) for p in ins]
+    per_ct = [np.load(p) for p in ins]
     # make one closed OCR empty to exercise bias_min_counts: P8 in ct1
     i8 = int(np.flatnonzero(table.peak_id == "P8")[0])
-    arrays[1][i8] = 0
-    np.save(tmp_path / "ct1.npy", arrays[1])
+    per_ct[1][i8] = 0
+    np.save(tmp_path / "ct1.npy", per_ct[1])
     ins[1] = tmp_path / "ct1.npy"
-    out = {s: tmp_path / "closed" / s for s in ("train", "val", "test")}
-    n = ds.closed_ocr_set(root / "ocrs_all.tsv", pv, ins, CELLTYPES, genome, CFG, out)
+    out = {s: tmp_path / "closed" / s for s in splits.BIAS_SET_SPLITS["closed_ocrs"]}
+    n = bias_sets.closed_ocr_set(root / "ocrs_all.tsv", pv, ins, CELLTYPES, genome, CFG, out)
     expected = {"train": {"P1": [0, 2], "P9": [2]}, "val": {"P6": [2]}, "test": {"P5": [0]}}
     assert n == {s: len(v) for s, v in expected.items()}
     with pysam.FastaFile(str(genome)) as fa:
@@ -456,7 +463,7 @@ def test_closed_ocr_set(tmp_path, prepared, genome):
             for k, (pid, cts) in enumerate(exp.items()):
                 i = int(np.flatnonzero(table.peak_id == pid)[0])
                 np.testing.assert_array_equal(
-                    profile[k, 0], sum(arrays[c][i].astype(int) for c in cts)
+                    profile[k, 0], sum(per_ct[c][i].astype(int) for c in cts)
                 )
                 assert windows["n_closed"][k] == len(cts)
                 w = windows.iloc[k]
@@ -469,18 +476,18 @@ def test_closed_pvalues_bad_input(tmp_path):
     pv = tmp_path / "p.tsv"
     pv.write_text("peak_id\tA\nP1\t0.1\n")
     with pytest.raises(InputError, match=r"no column for cell type\(s\) \['B'\]"):
-        ds.read_closed_pvalues(pv, ["P1"], ["A", "B"])
+        bias_sets.read_closed_pvalues(pv, ["P1"], ["A", "B"])
     with pytest.raises(InputError, match="1 OCR\\(s\\) have no p-values \\(e.g. 'P2'\\)"):
-        ds.read_closed_pvalues(pv, ["P1", "P2"], ["A"])
+        bias_sets.read_closed_pvalues(pv, ["P1", "P2"], ["A"])
     pv.write_text("id\tA\nP1\t0.1\n")
     with pytest.raises(InputError, match="no peak-ID column; name it peak_id or ImmGenATAC1219"):
-        ds.read_closed_pvalues(pv, ["P1"], ["A"])
+        bias_sets.read_closed_pvalues(pv, ["P1"], ["A"])
     pv.write_text("ImmGenATAC1219.peakID,chrom,Summit,A\nP1,chr1,10,0.1\n")  # as the OCR table
-    assert ds.read_closed_pvalues(pv, ["P1"], ["A"]).tolist() == [[0.1]]
+    assert bias_sets.read_closed_pvalues(pv, ["P1"], ["A"]).tolist() == [[0.1]]
 
 
 def test_protein_free_set(tmp_path, genome):
-    contigs = ds.genome_lengths(genome)
+    contigs = arrays.genome_lengths(genome)
     bed = tmp_path / "regions.bed"
     bed.write_text(
         "chr1\t0\t3000\tr1\nchr1\t14000\t17000\tr2\nchr11\t1000\t4200\tr3\nchr12\t0\t900\tshort\n"
@@ -494,8 +501,8 @@ def test_protein_free_set(tmp_path, genome):
             for p in rng.integers(lo + 10, hi - 30, 300)
         ]
         bams.append(write_bam(tmp_path / f"rep{rep}.bam", contigs, reads))
-    out = {s: tmp_path / "pf" / s for s in ("train", "val")}
-    n = ds.protein_free_set(bed, bams, genome, CFG, seed=1, out_splits=out)
+    out = {s: tmp_path / "pf" / s for s in splits.BIAS_SET_SPLITS["protein_free"]}
+    n = bias_sets.protein_free_set(bed, bams, genome, CFG, seed=1, out_splits=out)
     tiles = {s: pd.read_csv(out[s] / "windows.tsv", sep="\t") for s in out}
     regions = {s: set(t["name"]) for s, t in tiles.items()}
     assert regions["train"].isdisjoint(regions["val"]) and len(regions["val"]) == 1  # 0.34 * 4
@@ -510,27 +517,29 @@ def test_protein_free_set(tmp_path, genome):
             assert grp["start"].tolist() == exp_starts[name]
         profile, seq = np.load(out[s] / "profile.npy"), np.load(out[s] / "seq.npy")
         assert profile.shape == (len(t), 1, 250) and seq.shape == (len(t), 1000)
-        pooled = sum(count_insertions(b, t.chrom, t.start + 375, 250, engine="pysam") for b in bams)
+        pooled = sum(
+            count_insertions(b, t.chrom, t.start + 375, 250, FILTER, engine="pysam") for b in bams
+        )
         np.testing.assert_array_equal(profile[:, 0], pooled)
         np.testing.assert_array_equal(profile.sum(axis=(1, 2)), t["total"])
     assert n == {s: len(t) for s, t in tiles.items()}
-    again = {s: tmp_path / "pf2" / s for s in ("train", "val")}
-    ds.protein_free_set(bed, bams, genome, CFG, seed=1, out_splits=again)
+    again = {s: tmp_path / "pf2" / s for s in splits.BIAS_SET_SPLITS["protein_free"]}
+    bias_sets.protein_free_set(bed, bams, genome, CFG, seed=1, out_splits=again)
     assert pd.read_csv(again["val"] / "windows.tsv", sep="\t").equals(tiles["val"])  # seeded
 
 
 def test_split_regions_and_bed_errors(tmp_path):
-    assert (ds.split_regions(25, 0.2, 0) == "val").sum() == 5
-    assert (ds.split_regions(2, 0.01, 0) == "val").sum() == 1
-    assert (ds.split_regions(1, 0.5, 0) == "val").sum() == 0
-    assert (ds.split_regions(10, 0.0, 0) == "val").sum() == 0
+    assert (splits.split_regions(25, 0.2, 0) == "val").sum() == 5
+    assert (splits.split_regions(2, 0.01, 0) == "val").sum() == 1
+    assert (splits.split_regions(1, 0.5, 0) == "val").sum() == 0
+    assert (splits.split_regions(10, 0.0, 0) == "val").sum() == 0
     bed = tmp_path / "r.bed"
     bed.write_text("chr1\t10\t5\n")
     with pytest.raises(InputError, match=r"r.bed, line 1: chr1:10-5 is not inside the genome"):
-        ds.read_regions_bed(bed, {"chr1": 100})
+        bias_sets.read_regions_bed(bed, {"chr1": 100})
     bed.write_text("chr1\t9963058\t11295918\tRP11-874A11\n")  # hg38 against another genome
     with pytest.raises(InputError, match=r"line 1: chromosome 'chr1' is not in mm.fa; .*hg38"):
-        ds.read_regions_bed(bed, {"chr19": 100}, "mm.fa")
+        bias_sets.read_regions_bed(bed, {"chr19": 100}, "mm.fa")
     bed.write_text("# header\nchr1\tten\t50\n")
     with pytest.raises(InputError, match="line 2: expected chrom<TAB>start<TAB>end"):
-        ds.read_regions_bed(bed, {"chr1": 100})
+        bias_sets.read_regions_bed(bed, {"chr1": 100})

@@ -35,6 +35,7 @@ from bpaitac.io import InputError, read_celltypes
 from bpaitac.simulate import SimulateConfig, simulate_dataset
 from bpaitac.simulate import mirror as sim_mirror
 from bpaitac.simulate.fastq import fragments_from_bam, insertions_of_molecule, parse_read_name
+from bpaitac.workflow.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -278,7 +279,7 @@ def _recovery(route, simulated) -> dict[str, float]:
     leave: identical fragments of one run are indistinguishable from PCR duplicates): shares
     found at the same base and extra, and the share of OCR x cell-type totals that are equal."""
     data = route["work"] / "results" / DATASET / "data"
-    pre = TINY["preprocess"]
+    pre = load_config(ROOT / "config" / "tiny.yaml")["preprocess"]
     window, width = pre["window"], pre["profile_width"]
     sums = Counter()
     truth_runs = pd.read_csv(route["root"] / "runs_truth.tsv", sep="\t")

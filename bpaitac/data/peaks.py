@@ -72,8 +72,8 @@ def genome_size_argument(value: str | int | float, fai: str | os.PathLike | None
 def callpeak_command(
     bam: str | os.PathLike, name: str, outdir: str | os.PathLike, cfg: Mapping, genome_size: str
 ) -> list[str]:
-    """``macs3 callpeak`` with the bedGraphs on, from the ``preprocess.macs3`` config."""
-    fmt = str(cfg.get("format", "BAM"))
+    """``macs3 callpeak`` with the bedGraphs on, from the validated ``preprocess.macs3`` config."""
+    fmt = str(cfg["format"])
     cmd = [
         macs3_executable(),
         "callpeak",
@@ -91,17 +91,17 @@ def callpeak_command(
         str(outdir),
         "--bdg",
         "--keep-dup",
-        str(cfg.get("keep_dup", 1)),
+        str(cfg["keep_dup"]),
     ]
     if fmt != "BAMPE":  # BAMPE piles up whole fragments: no shift or extension
         cmd += [
             "--nomodel",
             "--shift",
-            str(int(cfg.get("shift", -100))),
+            str(int(cfg["shift"])),
             "--extsize",
-            str(int(cfg.get("extsize", 200))),
+            str(int(cfg["extsize"])),
         ]
-    return cmd + shlex.split(str(cfg.get("extra", "")))
+    return cmd + shlex.split(str(cfg["extra"]))
 
 
 def run_logged(cmd: Sequence[str], what: str, tail_lines: int = 20) -> None:
@@ -198,7 +198,7 @@ def summit_log10p(
     bam = Path(bam)
     if not bam.exists():
         raise InputError(f"{bam}: BAM not found; provide it or fix `download.bam_url_template`.")
-    size = genome_size_argument(cfg.get("genome_size", "auto"), genome_fai)
+    size = genome_size_argument(cfg["genome_size"], genome_fai)
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".macs3.", dir=workdir) as tmp:

@@ -1,4 +1,5 @@
-"""From BAMs to training arrays (bpaitac.data.arrays, bpaitac.data.insertions; docs/contracts.md).
+"""From BAMs to training arrays (bpaitac.data.arrays, bpaitac.data.insertions; docs/contracts.md)
+and the Tn5-bias training sets (bpaitac.data.bias_sets).
 
 prepare_ocrs -> count_insertions (one job per cell type, one pass over its BAM) ->
 assemble_dataset (per-split profile.npy, quantile-normalised counts.npy), plus the two Tn5-bias
@@ -8,18 +9,17 @@ The closed-OCR p-values are read from resources/ (preprocess.closed_pvalues: tab
 with MACS3 (macs3: closed_pvalues_macs3 per cell type, then closed_pvalues_table; bpaitac.data.peaks).
 """
 
-PREPROCESS_SPLITS = ["train", "val", "test"]
+from bpaitac.data.splits import BIAS_SET_SPLITS, SPLITS
 
-PREPROCESS_BIAS_SET_SPLITS = {
-    "protein_free": ["train", "val"],
-    "closed_ocrs": ["train", "val", "test"],
-}
+# The split names are fixed by the data contract (bpaitac.data.splits; docs/contracts.md).
+PREPROCESS_SPLITS = list(SPLITS)
+PREPROCESS_BIAS_SET_SPLITS = {kind: list(splits) for kind, splits in BIAS_SET_SPLITS.items()}
 PREPROCESS_SPLIT_FILES = ["seq.npy", "ocrs.tsv", "profile.npy", "counts.npy", "celltypes.txt"]
 PREPROCESS_BIAS_SET_FILES = ["seq.npy", "profile.npy", "windows.tsv"]
 # Protein-free DNA replicates: named where the inputs come from (simulate: or download:).
 PREPROCESS_PROTEIN_FREE_REPLICATES = config[
     "simulate" if config["source"] == "simulate" else "download"
-].get("protein_free_replicates", [])
+]["protein_free_replicates"]
 # Downloaded protein-free DNA has its own genome (PRINT's BACs: hg38) and may come as one
 # fragments file; simulated protein-free DNA lies on the dataset's genome, one BAM per replicate.
 PREPROCESS_PROTEIN_FREE = {
