@@ -7,7 +7,6 @@ uniform background in natural-log units, and written as MEME for the truth set.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,8 +127,7 @@ def reverse_complement(codes: np.ndarray) -> np.ndarray:
     return comp[codes[..., ::-1]]
 
 
-def write_meme(motifs: Sequence[Motif], path: str | os.PathLike) -> None:
-    """Write motifs in MEME format with memelite; the MOTIF line is ``name source``."""
-    from memelite.io import write_meme as _write
-
-    _write(str(path), {f"{m.name} {m.source.replace(' ', '_')}": m.ppm.T for m in motifs})
+def meme_motifs(motifs: Sequence[Motif]) -> dict[str, np.ndarray]:
+    """MOTIF line ``name source`` -> (4, L) matrix of each motif, for
+    :func:`bpaitac.interpret.motifs.write_meme` (the truth set's ``motifs.meme``)."""
+    return {f"{m.name} {m.source.replace(' ', '_')}": m.ppm.T for m in motifs}

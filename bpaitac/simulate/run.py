@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 import pysam
 
+from bpaitac.interpret.motifs import write_meme
 from bpaitac.io import atomic_path
 from bpaitac.simulate import bam, bias, genome, grammar, reads, tables
 from bpaitac.simulate.config import TRUTH_FILES, SimulateConfig
-from bpaitac.simulate.motifs import Motif, load_motifs, write_meme
+from bpaitac.simulate.motifs import Motif, load_motifs, meme_motifs
 
 log = logging.getLogger(__name__)
 
@@ -522,8 +523,7 @@ def _write_truth(
 ) -> None:
     """Write every ground-truth file (see ``docs/simulation.md``)."""
     motif_names = [m.name for m in motifs]
-    with atomic_path(outdir / "motifs.meme") as tmp:
-        write_meme(motifs, tmp)
+    write_meme(outdir / "motifs.meme", meme_motifs(motifs))
     for fname, values in (("activity.tsv", activity), ("effects.tsv", effects)):
         frame = pd.DataFrame(np.round(values, 5), columns=names)
         frame.insert(0, "motif", motif_names)
