@@ -4,14 +4,14 @@ import logging
 
 import torch
 
-from bpaitac.interpret.steps import run_attributions
+from bpaitac.interpret.attribution import run_attributions
 from bpaitac.io import setup_logging
 from bpaitac.workflow.config import selected_celltypes
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 inp, params = snakemake.input, snakemake.params
-shap = dict(params.deepshap)
+shap = params.deepshap
 try:
     run_attributions(
         model_path=inp.model,
@@ -22,11 +22,11 @@ try:
         celltypes=selected_celltypes(snakemake.config),
         lineages=list(params.lineages),
         out_npz=snakemake.output.attributions,
-        n_shuffles=int(shap.get("n_shuffles", 20)),
+        n_shuffles=int(shap["n_shuffles"]),
         seed=int(params.seed),
-        batch_size=int(shap.get("batch_size", 128)),
+        batch_size=int(shap["batch_size"]),
         device=params.device,
-        warning_threshold=float(shap.get("warning_threshold", 1e-3)),
+        warning_threshold=float(shap["warning_threshold"]),
     )
 except Exception:
     logging.getLogger("interpret").exception("attributions of %s failed", snakemake.wildcards.model)

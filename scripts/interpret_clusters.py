@@ -2,7 +2,7 @@
 
 import logging
 
-from bpaitac.interpret.steps import run_clusters
+from bpaitac.interpret.clusters import run_clusters
 from bpaitac.io import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -16,7 +16,7 @@ try:
         out_clusters=out.clusters,
         out_meme=out.meme,
         out_cwms=out.cwms,
-        max_insert=int(snakemake.params.max_insert),
+        max_motifs=int(snakemake.params.max_motifs),
         **dict(snakemake.params.clustering),
     )
 except Exception:

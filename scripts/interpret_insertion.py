@@ -4,14 +4,14 @@ import logging
 
 import torch
 
-from bpaitac.interpret.steps import run_insertion
+from bpaitac.interpret.insertion import run_insertion
 from bpaitac.io import setup_logging
 from bpaitac.workflow.config import selected_celltypes
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 inp, out, params = snakemake.input, snakemake.output, snakemake.params
-insertion = dict(params.insertion)
+insertion = params.insertion
 try:
     run_insertion(
         clusters_tsv=inp.clusters,
@@ -24,9 +24,9 @@ try:
         out_effects=out.effects,
         out_stats=out.stats,
         out_footprints=out.footprints,
-        n_sequences=int(insertion.get("n_sequences", 1000)),
+        n_sequences=int(insertion["n_sequences"]),
         seed=int(params.seed),
-        batch_size=int(insertion.get("batch_size", 128)),
+        batch_size=int(insertion["batch_size"]),
         device=params.device,
     )
 except Exception:

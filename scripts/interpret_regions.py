@@ -2,8 +2,7 @@
 
 import logging
 
-from bpaitac.interpret.attribution import RegionCriteria
-from bpaitac.interpret.steps import run_regions
+from bpaitac.interpret.regions import RegionCriteria, run_regions
 from bpaitac.io import setup_logging
 
 setup_logging(snakemake.log[0])

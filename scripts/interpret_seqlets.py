@@ -2,7 +2,7 @@
 
 import logging
 
-from bpaitac.interpret.steps import run_seqlets
+from bpaitac.interpret.seqlets import run_seqlets
 from bpaitac.io import setup_logging
 
 setup_logging(snakemake.log[0])

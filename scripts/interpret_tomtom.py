@@ -2,19 +2,19 @@
 
 import logging
 
-from bpaitac.interpret.steps import run_tomtom
+from bpaitac.interpret.tomtom import run_tomtom
 from bpaitac.io import setup_logging
 
 setup_logging(snakemake.log[0])
-params = dict(snakemake.params.tomtom)
+tomtom = snakemake.params.tomtom
 try:
     run_tomtom(
         snakemake.input.meme,
         snakemake.output.tomtom,
-        release=params.get("jaspar_release", "JASPAR2024"),
-        q_threshold=float(params.get("q_threshold", 0.05)),
-        min_ic=float(params.get("min_ic", 1.0)),
-        min_width=int(params.get("min_width", 4)),
+        release=tomtom["jaspar_release"],
+        q_threshold=float(tomtom["q_threshold"]),
+        min_ic=float(tomtom["min_ic"]),
+        min_width=int(tomtom["min_width"]),
         n_jobs=snakemake.threads,
     )
 except Exception:

@@ -4,14 +4,14 @@ import logging
 
 import torch
 
-from bpaitac.interpret.steps import run_truth
+from bpaitac.interpret.truth import run_truth
 from bpaitac.io import setup_logging
 from bpaitac.workflow.config import selected_celltypes
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 inp, params = snakemake.input, snakemake.params
-insertion, tomtom = dict(params.insertion), dict(params.tomtom)
+insertion, tomtom = params.insertion, params.tomtom
 try:
     run_truth(
         clusters_tsv=inp.clusters,
@@ -26,13 +26,13 @@ try:
         celltypes=selected_celltypes(snakemake.config),
         lineages=list(params.lineages),
         out_tsv=snakemake.output.truth,
-        release=tomtom.get("jaspar_release", "JASPAR2024"),
-        q_threshold=float(tomtom.get("q_threshold", 0.05)),
-        min_ic=float(tomtom.get("min_ic", 1.0)),
-        min_width=int(tomtom.get("min_width", 4)),
-        n_sequences=int(insertion.get("n_sequences", 1000)),
+        release=tomtom["jaspar_release"],
+        q_threshold=float(tomtom["q_threshold"]),
+        min_ic=float(tomtom["min_ic"]),
+        min_width=int(tomtom["min_width"]),
+        n_sequences=int(insertion["n_sequences"]),
         seed=int(params.seed),
-        batch_size=int(insertion.get("batch_size", 128)),
+        batch_size=int(insertion["batch_size"]),
         device=params.device,
         n_jobs=snakemake.threads,
     )

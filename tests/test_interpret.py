@@ -10,17 +10,48 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from interpret_chain import CT, LINEAGES, run_chain, write_predictions
+from interpret_chain import (
+    BATCH_SIZE,
+    CT,
+    DEFAULTS,
+    LINEAGES,
+    criteria,
+    figure_context,
+    interpret_block,
+    run_chain,
+    tomtom_options,
+    write_predictions,
+)
 from scipy import stats
 
 from bpaitac.data.sequence import decode_sequence
 from bpaitac.evaluate.metrics import Predictions
 from bpaitac.interpret import attribution as attr
 from bpaitac.interpret import motifs as mot
-from bpaitac.interpret import steps as interp
+from bpaitac.interpret.clusters import choose_insertions
+from bpaitac.interpret.figures import FIGURES, run_figure
+from bpaitac.interpret.insertion import (
+    effect_tests,
+    insertion_effects,
+    profile_quantiles,
+    run_insertion,
+    shuffled_backgrounds,
+)
+from bpaitac.interpret.regions import region_table, run_regions, selected_regions
+from bpaitac.interpret.seqlets import call_seqlets, projected_per_position, seqlets_for_model
+from bpaitac.interpret.tables import load_attributions, load_cwms, load_footprints, onehot_np
+from bpaitac.interpret.tomtom import run_tomtom
+from bpaitac.interpret.truth import (
+    planted_name_map,
+    planted_site_effects,
+    read_activity,
+    run_truth,
+    truth_recovery,
+)
 from bpaitac.io import ConfigError, InputError
 from bpaitac.model.network import build_model, one_hot, save_model
-from bpaitac.workflow.config import validate_config
+from bpaitac.workflow import interpret_paths
+from bpaitac.workflow.interpret_paths import attribution_seed, interpret_models, model_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".venv" / "numba-cache"))
@@ -67,8 +98,8 @@ def _region_inputs():
 
 def test_region_table_applies_all_criteria():
     ref, prof = _region_inputs()
-    crit = attr.RegionCriteria(min_max_accessibility=100, min_cv=1.0, min_mean_r=0.5)
-    table = attr.region_table(ref, prof, crit)
+    crit = criteria(min_max_accessibility=100, min_cv=1.0, min_mean_r=0.5)
+    table = region_table(ref, prof, crit)
     assert table.loc[table["selected"], "peak_id"].tolist() == ["p0", "p3"]
     row = table.set_index("peak_id")
     assert not row.loc["p1", "pass_better"]  # one reference seed predicts p1 as well
@@ -76,42 +107,40 @@ def test_region_table_applies_all_criteria():
     assert (table.loc[table["selected"], "selected_by"] == "criteria").all()
     np.testing.assert_allclose(row.loc["p0", "max_accessibility"], np.expm1(5.0))
     # The cap keeps the largest R gains first.
-    capped = attr.region_table(
-        ref, prof, attr.RegionCriteria(**{**crit.__dict__, "max_regions": 1})
-    )
+    capped = region_table(ref, prof, criteria(**{**crit.__dict__, "max_regions": 1}))
     assert capped["selected"].sum() == 1
 
 
 def test_region_table_stratified_by_lineage_takes_turns():
     ref, prof = _region_inputs()
     lineage_of = dict(zip(CT["celltype"], ["X", "X", "X", "Y", "Y", "Y"]))
-    crit = attr.RegionCriteria(min_max_accessibility=0, min_cv=0, min_mean_r=-1)
-    plain = attr.region_table(ref, prof, crit, lineage_of)
+    crit = criteria(min_max_accessibility=0, min_cv=0, min_mean_r=-1)
+    plain = region_table(ref, prof, crit, lineage_of)
     # p0/p1/p2 are most accessible in the first three cell types, p3 (reversed) in the last.
     top = plain.set_index("peak_id")["top_lineage"]
     assert top.tolist() == ["X", "X", "X", "Y"]
     assert plain.loc[plain["selected"], "peak_id"].tolist() == ["p0", "p2", "p3"]
-    strat = attr.region_table(
-        ref, prof, attr.RegionCriteria(**{**crit.__dict__, "stratify_by_lineage": True}), lineage_of
+    strat = region_table(
+        ref, prof, criteria(**{**crit.__dict__, "stratify_by_lineage": True}), lineage_of
     )
-    chosen = attr.selected_regions(strat)
+    chosen = selected_regions(strat)
     # The first two picks cover both lineages, whatever the R gains.
     assert chosen["top_lineage"][:2].tolist() == ["X", "Y"]
-    capped = attr.region_table(
+    capped = region_table(
         ref,
         prof,
-        attr.RegionCriteria(**{**crit.__dict__, "stratify_by_lineage": True, "max_regions": 2}),
+        criteria(**{**crit.__dict__, "stratify_by_lineage": True, "max_regions": 2}),
         lineage_of,
     )
     assert set(capped.loc[capped["selected"], "top_lineage"]) == {"X", "Y"}
     with pytest.raises(InputError, match="stratify_by_lineage"):
-        attr.region_table(ref, prof, attr.RegionCriteria(stratify_by_lineage=True))
+        region_table(ref, prof, criteria(stratify_by_lineage=True))
 
 
 def test_region_table_falls_back_and_says_so(caplog):
     ref, prof = _region_inputs()
-    crit = attr.RegionCriteria(min_max_accessibility=1e9, fallback_regions=2)
-    table = attr.region_table(ref, prof, crit)
+    crit = criteria(min_max_accessibility=1e9, fallback_regions=2)
+    table = region_table(ref, prof, crit)
     chosen = table[table["selected"]]
     assert len(chosen) == 2
     assert set(chosen["selected_by"]) == {"fallback_top_delta"}
@@ -197,14 +226,14 @@ def test_call_seqlets_paper_rule():
     track[0, [12, 13, 14]] = 1.0  # only 3 significant: none
     track[0, [20, 21, 24, 25]] = 1.0  # a 2-base gap splits into two groups of 2: none
     track[0, [30, 32, 34, 36, 37]] = 1.0  # single gaps all along: one seqlet of 5
-    calls = attr.call_seqlets(track, 0.5, min_bases=4, max_gap=1)
+    calls = call_seqlets(track, 0.5, min_bases=4, max_gap=1)
     assert calls[["start", "end", "n_significant"]].values.tolist() == [[2, 7, 4], [30, 38, 5]]
     np.testing.assert_allclose(calls["attribution"], [4.0, 5.0])
     # With two-base gaps allowed the split pair joins.
-    wide = attr.call_seqlets(track, 0.5, min_bases=4, max_gap=2)
+    wide = call_seqlets(track, 0.5, min_bases=4, max_gap=2)
     assert [20, 26] in wide[["start", "end"]].values.tolist()
     # Negative attributions are never seqlets.
-    assert attr.call_seqlets(-track, 0.5).empty
+    assert call_seqlets(-track, 0.5, min_bases=4, max_gap=1).empty
 
 
 def test_seqlets_for_model_uses_per_lineage_sd_threshold():
@@ -212,7 +241,7 @@ def test_seqlets_for_model_uses_per_lineage_sd_threshold():
     proj = rng.normal(0, 1, (4, 2, 200))
     proj[1, 1, 50:58] = 10.0
     seqs = rng.integers(0, 4, (4, 200)).astype(np.uint8)
-    table = attr.seqlets_for_model(
+    table = seqlets_for_model(
         "m", proj, seqs, ["a", "b", "c", "d"], ["A", "B"], z=1.96, min_bases=4, max_gap=1
     )
     hit = table[(table["peak_id"] == "b") & (table["lineage"] == "B")]
@@ -293,7 +322,7 @@ def test_cluster_motif_rebuilds_planted_consensus_on_both_strands():
         start = pos + int(rng.integers(0, 2))  # seqlet calls are a base off now and then
         rows.append({"model": "m", "example": i, "lineage": "A", "start": start, "end": pos + 7})
     members = pd.DataFrame(rows)
-    onehot = interp.onehot_np(seqs)
+    onehot = onehot_np(seqs)
     res = mot.cluster_motif(members, {"m": hyp}, onehot, {"A": 0}, flank=2, min_overlap=5, trim=0.3)
     assert res["consensus"] in ("GATTACA", "TGTAATC")
     assert res["pfm"].shape == res["cwm"].shape == (4, 7)
@@ -358,10 +387,10 @@ def test_choose_insertions_prefers_enriched_and_flags_fallback():
             "n_seqlets": [6, 6, 6],
         }
     )
-    out = interp.choose_insertions(table, fdr=0.05, max_motifs=5)
+    out = choose_insertions(table, fdr=0.05, max_motifs=5)
     assert out.loc[out["insert"], "cluster"].tolist() == [1]
     assert set(out.loc[out["insert"], "insert_reason"]) == {"enriched"}
-    out = interp.choose_insertions(table, fdr=0.001, max_motifs=2)
+    out = choose_insertions(table, fdr=0.001, max_motifs=2)
     assert out.loc[out["insert"], "cluster"].tolist() == [1, 2]
     assert set(out.loc[out["insert"], "insert_reason"]) == {"fallback_top_p"}
 
@@ -374,9 +403,9 @@ def test_shuffled_backgrounds_keep_dinucleotides_and_are_seeded():
     rng = np.random.default_rng(3)
     seqs = rng.integers(0, 4, (5, 200)).astype(np.uint8)
     seqs[0, 5] = 4  # sequences with N are avoided
-    bg = interp.shuffled_backgrounds(seqs, 8, seed=1)
+    bg = shuffled_backgrounds(seqs, 8, seed=1)
     assert bg.shape == (8, 4, 200)
-    assert torch.equal(bg, interp.shuffled_backgrounds(seqs, 8, seed=1))
+    assert torch.equal(bg, shuffled_backgrounds(seqs, 8, seed=1))
     idx = bg.argmax(1).numpy()
     clean = {tuple(np.bincount(s[:-1] * 4 + s[1:], minlength=16)) for s in seqs[1:]}
     for s in idx:
@@ -388,15 +417,15 @@ def test_insertion_effects_zero_for_no_change_and_profiles_normalised():
     mat = attr.lineage_task_matrix(
         list(CT["celltype"]), dict(zip(CT.celltype, CT.lineage)), LINEAGES
     )
-    bg = interp.shuffled_backgrounds(np.random.default_rng(0).integers(0, 4, (4, 1000)), 6, 0)
-    same = interp.insertion_effects(model, bg, "NNNNNN", mat)  # N keeps the original bases
+    bg = shuffled_backgrounds(np.random.default_rng(0).integers(0, 4, (4, 1000)), 6, 0)
+    same = insertion_effects(model, bg, "NNNNNN", mat)  # N keeps the original bases
     np.testing.assert_allclose(same["delta"], 0.0, atol=1e-6)
-    res = interp.insertion_effects(model, bg, MOTIF, mat)
+    res = insertion_effects(model, bg, MOTIF, mat)
     assert res["delta"].shape == (6, 3)
     assert np.abs(res["delta"]).max() > 0
     assert res["after"].shape == (6, 4, 250)
     np.testing.assert_allclose(res["after"].sum(-1), 1.0, rtol=1e-5)
-    q = interp.profile_quantiles(res["after"])
+    q = profile_quantiles(res["after"])
     assert q.shape == (3, 4, 250) and (q[0] <= q[1]).all() and (q[1] <= q[2]).all()
 
 
@@ -407,7 +436,7 @@ def test_effect_tests_rank_sum_between_models():
         for lin, effect in (("A", shift), ("B", 0.0)):
             for v in rng.normal(effect, 0.3, 50):
                 rows.append({"motif": "m", "role": role, "lineage": lin, "delta": v})
-    tests = interp.effect_tests(pd.DataFrame(rows)).set_index("lineage")
+    tests = effect_tests(pd.DataFrame(rows)).set_index("lineage")
     assert tests.loc["A", "q_value"] < 1e-6
     assert tests.loc["B", "p_value"] > 0.01
     assert tests.loc["A", "median_profile"] > tests.loc["A", "median_reference"] + 0.5
@@ -421,7 +450,7 @@ def test_read_activity_averages_lineages(tmp_path):
     table = pd.DataFrame([[1.0, 3.0, 0.0, 0.0, 5.0, 5.0]], index=["SPI1"], columns=CT["celltype"])
     table.index.name = "tf"
     table.to_csv(tmp_path / "activity.tsv", sep="\t")
-    act = interp.read_activity(tmp_path / "activity.tsv", CT, LINEAGES)
+    act = read_activity(tmp_path / "activity.tsv", CT, LINEAGES)
     assert act.loc["SPI1"].tolist() == [2.0, 0.0, 5.0]
 
 
@@ -444,7 +473,7 @@ def test_truth_recovery_table():
     activity = pd.DataFrame(
         [[1.0, 2.0, 4.0], [1.0, 1.0, 1.0]], index=["SPI1", "EBF1"], columns=LINEAGES
     )
-    names = interp.planted_name_map(["planted:X SPI1", "planted:Y EBF1"], activity.index)
+    names = planted_name_map(["planted:X SPI1", "planted:Y EBF1"], activity.index)
     assert names == {"planted:X SPI1": "SPI1", "planted:Y EBF1": "EBF1"}
     effects = pd.DataFrame(
         [
@@ -454,7 +483,7 @@ def test_truth_recovery_table():
             for lin, a in zip(LINEAGES, [1.0, 2.0, 4.0])
         ]
     )
-    table = interp.truth_recovery(
+    table = truth_recovery(
         clusters, matches, ["planted:X SPI1", "planted:Y EBF1"], activity, names, effects
     ).set_index("planted_motif")
     spi1 = table.loc["planted:X SPI1"]
@@ -471,39 +500,33 @@ def test_truth_recovery_table():
 # Config
 
 
-def _interpret_block(block: dict) -> dict:
-    """The `interpret:` block as the workflow sees it (validated, defaults filled)."""
-    base = {"dataset": "x", "source": "simulate", "celltypes": "c.tsv", "interpret": block}
-    return validate_config(base)["interpret"]
-
-
 def test_interpret_schema_defaults_and_config_blocks():
-    defaults = _interpret_block({})
+    defaults = interpret_block({})
     assert defaults["regions"]["min_max_accessibility"] == 150
     assert defaults["regions"]["min_cv"] == 1.0 and defaults["seqlets"]["z"] == 1.96
     assert defaults["insertion"]["n_sequences"] == 1000
     assert defaults["tomtom"]["jaspar_release"] == "JASPAR2024"
     for name in ("config.yaml", "tiny.yaml"):
         raw = yaml.safe_load((ROOT / "config" / name).read_text())
-        block = _interpret_block(raw["interpret"])
+        block = interpret_block(raw["interpret"])
         for role in ("reference_model", "profile_model"):
             assert block[role] in raw["models"], f"{name}: interpret.{role} not in models"
         if block["nobias_model"]:
             assert raw["models"][block["nobias_model"]]["bias"] == "none"
     with pytest.raises(ConfigError, match="min_cv"):
-        _interpret_block({"regions": {"min_cv": "high"}})
+        interpret_block({"regions": {"min_cv": "high"}})
 
 
 def test_interpret_models_names_missing_catalogue_entry():
     catalogue = {"aitac": {"seeds": [1]}, "bpaitac": {"seeds": [1, 2], "label": "bpAI-TAC"}}
-    roles = interp.interpret_models({"interpret": {}}, catalogue)
+    roles = interpret_models({"interpret": interpret_block({})}, catalogue)
     assert roles == {"reference": "aitac", "profile": "bpaitac"}
-    assert interp.model_labels(roles, catalogue) == {"reference": "aitac", "profile": "bpAI-TAC"}
+    assert model_labels(roles, catalogue) == {"reference": "aitac", "profile": "bpAI-TAC"}
     with pytest.raises(ConfigError, match="interpret.nobias_model"):
-        interp.interpret_models({"interpret": {"nobias_model": "nope"}}, catalogue)
-    assert interp.attribution_seed(catalogue["bpaitac"], None) == 1
+        interpret_models({"interpret": interpret_block({"nobias_model": "nope"})}, catalogue)
+    assert attribution_seed(catalogue["bpaitac"], None) == 1
     with pytest.raises(ConfigError, match="interpret.seed"):
-        interp.attribution_seed(catalogue["bpaitac"], 5)
+        attribution_seed(catalogue["bpaitac"], 5)
 
 
 # --------------------------------------------------------------------------------------------
@@ -535,16 +558,16 @@ def pipeline(tmp_path_factory):
             for seed in (1, 2)
         ]
         save_model(tmp / f"{role}.pt", tiny_model(len(files) * 10), {"name": role})
-    crit = attr.RegionCriteria(min_max_accessibility=0, min_cv=0, min_mean_r=0.5, max_regions=5)
-    regions = interp.run_regions(files["reference"], files["profile"], crit, tmp / "regions.tsv")
-    chain = run_chain(tmp, files, NAMES, n_sequences=12, min_cluster_size=2, max_insert=2)
+    crit = criteria(min_max_accessibility=0, min_cv=0, min_mean_r=0.5, max_regions=5)
+    regions = run_regions(files["reference"], files["profile"], crit, tmp / "regions.tsv")
+    chain = run_chain(tmp, files, NAMES, n_sequences=12, min_cluster_size=2, max_motifs=2)
     return {"dir": tmp, "regions": regions, **chain}
 
 
 def test_pipeline_attributions(pipeline):
     regions = pipeline["regions"]
     assert regions["selected"].sum() == 5
-    data = interp.load_attributions(pipeline["attrs"]["profile"])
+    data = load_attributions(pipeline["attrs"]["profile"])
     assert (
         list(data["peak_id"])
         == regions.loc[regions["selected"]].sort_values("rank")["peak_id"].tolist()
@@ -558,8 +581,8 @@ def test_pipeline_attributions(pipeline):
 def test_pipeline_seqlets_and_clusters(pipeline):
     seqlets, clusters = pipeline["seqlets"], pipeline["clusters"]
     assert set(seqlets["role"]) == {"reference", "profile"}
-    data = interp.load_attributions(pipeline["attrs"]["profile"])
-    proj = interp.projected_per_position(data)
+    data = load_attributions(pipeline["attrs"]["profile"])
+    proj = projected_per_position(data)
     k = list(data["lineages"]).index(seqlets["lineage"].iloc[-1])
     row = seqlets.iloc[-1]
     seg = proj[row["example"], k, row["start"] : row["end"]]
@@ -582,7 +605,7 @@ def test_pipeline_insertion_outputs(pipeline):
     inserted = pipeline["clusters"].loc[pipeline["clusters"]["insert"], "motif"]
     assert set(effects["motif"]) == set(inserted)
     assert len(effects) == len(inserted) * 2 * 3 * 12
-    fp = interp.load_attributions(pipeline["dir"] / "footprints.npz")
+    fp = load_footprints(pipeline["dir"] / "footprints.npz")
     assert fp["profiles"].shape == (2, len(inserted), 2, 3, 4, 250)
     assert list(fp["lineages"]) == [*LINEAGES, "all"]
     assert len(pipeline["stats"]) == len(inserted) * 3
@@ -604,20 +627,46 @@ def test_pipeline_figures(pipeline, tmp_path):
         "cwms": tmp / "cwms.npz",
         "tomtom": empty,
     }
-    for figure in interp.FIGURES:
+    for figure in FIGURES:
         pdf, png = tmp_path / f"{figure}.pdf", tmp_path / f"{figure}.png"
-        interp.run_figure(figure, inputs, NAMES, LINEAGES, pdf, png, logo_width=40, s7_regions=2)
+        run_figure(figure, inputs, figure_context(NAMES, logo_width=40, s7_regions=2), pdf, png)
         assert pdf.stat().st_size > 1000 and png.stat().st_size > 1000
     with pytest.raises(InputError, match="example_region"):
-        interp.run_figure(
+        run_figure(
             "figS5",
             inputs,
-            NAMES,
-            LINEAGES,
+            figure_context(NAMES, example_region="nope"),
             tmp_path / "x.pdf",
             tmp_path / "x.png",
-            example_region="nope",
         )
+
+
+def test_figure_registry_draws_the_figures_the_workflow_names():
+    assert tuple(FIGURES) == interpret_paths.FIGURES
+    assert all(spec.title and callable(spec.draw) for spec in FIGURES.values())
+    with pytest.raises(ValueError, match="fig9"):
+        run_figure("fig9", {}, figure_context(NAMES), "x.pdf", "x.png")
+
+
+def test_footprint_and_cwm_loaders_read_their_own_files(pipeline):
+    cwms = load_cwms(pipeline["dir"] / "cwms.npz")
+    clusters = pipeline["clusters"]
+    assert set(cwms) == set(clusters.loc[clusters["tested"], "motif"])
+    with pytest.raises(InputError, match="profiles"):
+        load_footprints(pipeline["attrs"]["profile"])
+
+
+def test_one_meme_reader_and_writer_for_clusters_and_planted_motifs(tmp_path):
+    from bpaitac.simulate.motifs import Motif, meme_motifs
+
+    ppm = np.random.default_rng(0).dirichlet(np.ones(4), size=6)  # (L, 4)
+    planted = meme_motifs([Motif("SPI1", "JASPAR MA0080.7", ppm)])
+    mot.write_meme(tmp_path / "m.meme", {**planted, "cluster_0": ppm.T})
+    assert set(mot.read_meme(tmp_path / "m.meme")) == {"SPI1", "cluster_0"}
+    full = mot.read_meme(tmp_path / "m.meme", full_names=True)
+    assert set(full) == {"SPI1 JASPAR_MA0080.7", "cluster_0"}
+    np.testing.assert_allclose(full["SPI1 JASPAR_MA0080.7"], ppm.T)
+    assert planted_name_map(list(full), ["SPI1"]) == {"SPI1 JASPAR_MA0080.7": "SPI1"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -638,12 +687,21 @@ def test_tomtom_names_a_jaspar_motif_and_ignores_flat_queries(tmp_path):
     rng = np.random.default_rng(0)
     queries = {"spi1": _sample_pfm(rng, jaspar["MA0080.7"], 20), "flat": np.full((4, 10), 0.25)}
     mot.write_meme(tmp_path / "q.meme", queries)
-    table = interp.run_tomtom(tmp_path / "q.meme", tmp_path / "tt.tsv", release="JASPAR2024")
+    table = run_tomtom(
+        tmp_path / "q.meme", tmp_path / "tt.tsv", **tomtom_options(jaspar_release="JASPAR2024")
+    )
     assert "MA0080.7" in set(table.loc[table["query"] == "spi1", "target"])
     assert (table["q_value"] < 0.05).all()
     assert "flat" not in set(table["query"])
     # Without the information trim, the flat query matches degenerate motifs: why it exists.
-    raw = mot.tomtom_table({"flat": queries["flat"]}, jaspar, names, min_ic=0.0)
+    raw = mot.tomtom_table(
+        {"flat": queries["flat"]},
+        jaspar,
+        names,
+        q_threshold=DEFAULTS["tomtom"]["q_threshold"],
+        min_ic=0.0,
+        min_width=DEFAULTS["tomtom"]["min_width"],
+    )
     assert len(raw) > 0
 
 
@@ -680,7 +738,7 @@ def test_run_truth_recovers_a_planted_motif(tmp_path, pipeline):
     # Figure 3c's insertions without cluster_0: truth recovery must insert it itself.
     inserted = pd.read_csv(src / "effects.tsv", sep="\t")
     inserted[inserted["motif"] != "cluster_0"].to_csv(tmp_path / "effects.tsv", sep="\t")
-    table = interp.run_truth(
+    table = run_truth(
         clusters_tsv=tmp_path / "clusters.tsv",
         clusters_meme=tmp_path / "clusters.meme",
         effects_tsv=tmp_path / "effects.tsv",
@@ -693,10 +751,11 @@ def test_run_truth_recovers_a_planted_motif(tmp_path, pipeline):
         celltypes=CT,
         lineages=LINEAGES,
         out_tsv=tmp_path / "truth.tsv",
-        release="JASPAR2024",
-        q_threshold=0.05,
+        **tomtom_options(jaspar_release="JASPAR2024", q_threshold=0.05),
         n_sequences=8,
         seed=0,
+        batch_size=BATCH_SIZE,
+        device="cpu",
     ).set_index("planted_motif")
     spi1, ebf1 = table.loc["MA0080.7 SPI1"], table.loc["MA0154.5 EBF1"]
     assert spi1["recovered"] and spi1["best_cluster"] == "cluster_0"
@@ -726,7 +785,7 @@ def test_planted_site_effects_saturate_with_activity(tmp_path):
     eff = pd.DataFrame([[2.0, 2.0, 1.0, 1.0, 2.0, 2.0]], index=["SPI1"], columns=CT["celltype"])
     act.to_csv(tmp_path / "activity.tsv", sep="\t")
     eff.to_csv(tmp_path / "effects.tsv", sep="\t")
-    out = interp.planted_site_effects(
+    out = planted_site_effects(
         {"planted:SPI1": ppm},
         {"planted:SPI1": "SPI1"},
         tmp_path / "activity.tsv",
@@ -745,7 +804,7 @@ def test_nothing_to_insert_still_writes_tables_and_figures(pipeline, tmp_path):
         k: tmp_path / f"{k}.{ext}"
         for k, ext in (("effects", "tsv"), ("stats", "tsv"), ("fp", "npz"))
     }
-    interp.run_insertion(
+    run_insertion(
         clusters_tsv=tmp_path / "clusters.tsv",
         models={r: src / f"{r}.pt" for r in ("reference", "profile")},
         predictions={r: src / f"{r}1.npz" for r in ("reference", "profile")},
@@ -758,6 +817,8 @@ def test_nothing_to_insert_still_writes_tables_and_figures(pipeline, tmp_path):
         out_footprints=out["fp"],
         n_sequences=4,
         seed=0,
+        batch_size=BATCH_SIZE,
+        device="cpu",
     )
     assert pd.read_csv(out["stats"], sep="\t").empty
     inputs = {
@@ -767,5 +828,5 @@ def test_nothing_to_insert_still_writes_tables_and_figures(pipeline, tmp_path):
         "footprints": out["fp"],
     }
     for figure in ("fig3c", "fig3d"):
-        interp.run_figure(figure, inputs, NAMES, LINEAGES, tmp_path / "f.pdf", tmp_path / "f.png")
+        run_figure(figure, inputs, figure_context(NAMES), tmp_path / "f.pdf", tmp_path / "f.png")
         assert (tmp_path / "f.png").stat().st_size > 0

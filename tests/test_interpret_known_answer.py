@@ -24,11 +24,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from interpret_chain import CT, LINEAGES, run_chain, write_predictions
+from interpret_chain import (
+    BATCH_SIZE,
+    CT,
+    LINEAGES,
+    criteria,
+    run_chain,
+    tomtom_options,
+    write_predictions,
+)
 
-from bpaitac.interpret import attribution as attr
 from bpaitac.interpret import motifs as mot
-from bpaitac.interpret import steps as interp
+from bpaitac.interpret.regions import run_regions
+from bpaitac.interpret.tomtom import run_tomtom
+from bpaitac.interpret.truth import run_truth
 from bpaitac.model.network import build_model, save_model
 from bpaitac.simulate.motifs import sample_sites
 
@@ -178,10 +187,12 @@ def known(tmp_path_factory):
                 pred = 2 * obs.mean(axis=1, keepdims=True) - obs
             files[role].append(write_predictions(tmp / f"{role}{seed}.npz", peaks, obs, pred))
         save_model(tmp / f"{role}.pt", motif_model(ppms[MOTIF_OF[role]]), {"name": role})
-    crit = attr.RegionCriteria(min_max_accessibility=0, min_cv=0, min_mean_r=0.5, max_regions=N_SEQ)
-    regions = interp.run_regions(files["reference"], files["profile"], crit, tmp / "regions.tsv")
-    chain = run_chain(tmp, files, NAMES, n_sequences=8, max_insert=2)
-    tomtom = interp.run_tomtom(tmp / "clusters.meme", tmp / "tomtom.tsv", release=RELEASE)
+    crit = criteria(min_max_accessibility=0, min_cv=0, min_mean_r=0.5, max_regions=N_SEQ)
+    regions = run_regions(files["reference"], files["profile"], crit, tmp / "regions.tsv")
+    chain = run_chain(tmp, files, NAMES, n_sequences=8, max_motifs=2)
+    tomtom = run_tomtom(
+        tmp / "clusters.meme", tmp / "tomtom.tsv", **tomtom_options(jaspar_release=RELEASE)
+    )
     mot.write_meme(tmp / "truth.meme", {f"{SPI1} SPI1": ppms[SPI1], f"{EBF1} EBF1": ppms[EBF1]})
     # Planted activities: both TFs act in lineage A (as the networks do), a little in C.
     pd.DataFrame(
@@ -189,7 +200,7 @@ def known(tmp_path_factory):
         index=["SPI1", "EBF1"],
         columns=CT["celltype"],
     ).to_csv(tmp / "activity.tsv", sep="\t")
-    truth = interp.run_truth(
+    truth = run_truth(
         clusters_tsv=tmp / "clusters.tsv",
         clusters_meme=tmp / "clusters.meme",
         effects_tsv=tmp / "effects.tsv",
@@ -201,10 +212,11 @@ def known(tmp_path_factory):
         celltypes=CT,
         lineages=LINEAGES,
         out_tsv=tmp / "truth.tsv",
-        release=RELEASE,
-        q_threshold=0.05,
+        **tomtom_options(jaspar_release=RELEASE, q_threshold=0.05),
         n_sequences=8,
         seed=0,
+        batch_size=BATCH_SIZE,
+        device="cpu",
     )
     members = pd.read_csv(tmp / "seqlet_clusters.tsv", sep="\t")
     members["site"] = on_site(members, sites)

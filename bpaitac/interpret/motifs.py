@@ -37,6 +37,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from scipy.special import stdtr
 
+from bpaitac.data.sequence import decode_sequence
 from bpaitac.io import InputError, atomic_path
 
 log = logging.getLogger(__name__)
@@ -319,7 +320,7 @@ def cluster_motif(
     return {
         "cwm": cwm,
         "pfm": pfm,
-        "consensus": "".join("ACGT"[i] for i in pfm.argmax(axis=0)),
+        "consensus": decode_sequence(pfm.argmax(axis=0)),
         "medoid": int(members.index[medoid]),
     }
 
@@ -361,21 +362,33 @@ def cluster_enrichment(
 
 
 def write_meme(path: str | os.PathLike, motifs: Mapping[str, np.ndarray]) -> None:
-    """Write (4, w) probability matrices as a MEME file, atomically (memelite's writer)."""
+    """Write (4, w) probability matrices as a MEME file, atomically (memelite's writer).
+
+    The keys are the MOTIF lines: a motif ID, optionally followed by a name (``MA0080.7 SPI1``).
+    The one MEME writer of the package: cluster motifs and the simulator's planted motifs.
+    """
     from memelite.io import write_meme as _write
 
     with atomic_path(path) as tmp:
         _write(str(tmp), {name: np.asarray(m, dtype=float) for name, m in motifs.items()})
 
 
-def read_meme(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """MEME file -> {first word of the MOTIF line: (4, w) matrix} (memelite's reader)."""
+def read_meme(path: str | os.PathLike, *, full_names: bool = False) -> dict[str, np.ndarray]:
+    """MEME file -> {motif name: (4, w) matrix} (memelite's reader).
+
+    A motif's name is the first word of its MOTIF line (the motif ID: ``cluster_3``, a JASPAR
+    matrix ID) or, with ``full_names``, the whole line with its words joined by one space (the
+    simulator's ``name source``, whose second word names the planted TF).
+    """
     from memelite.io import read_meme as _read
 
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: MEME file not found.")
-    return {name.split()[0]: m for name, m in _read(str(path)).items()}
+        raise InputError(f"{path}: MEME file not found; run the rule that writes it.")
+    motifs = _read(str(path))
+    if full_names:
+        return {" ".join(name.split()): m for name, m in motifs.items()}
+    return {name.split()[0]: m for name, m in motifs.items()}
 
 
 def jaspar_motifs(release: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -417,9 +430,9 @@ def tomtom_table(
     targets: Mapping[str, np.ndarray],
     names: Mapping[str, str] | None = None,
     *,
-    q_threshold: float = 0.05,
-    min_ic: float = 1.0,
-    min_width: int = 4,
+    q_threshold: float,
+    min_ic: float,
+    min_width: int,
     n_jobs: int = 1,
 ) -> pd.DataFrame:
     """memelite TomTom of every query against all targets; matches with q < ``q_threshold``.

@@ -12,7 +12,11 @@ from typing import Any
 from bpaitac.io import ConfigError
 
 FIGURES = ("fig3a", "fig3b", "fig3c", "fig3d", "figS5", "figS6", "figS7")
-"""The figures the interpretation rules draw."""
+"""The figures the interpretation rules draw; :data:`bpaitac.interpret.figures.FIGURES` draws
+them."""
+
+ROLES = ("reference", "profile")
+"""The two models every interpretation step compares (AI-TAC and bpAI-TAC by default)."""
 
 RUN_FILE = "results/{dataset}/models/{model}/seed{seed}/{name}"
 TEST_FILE = "results/{dataset}/data/test/{name}"
@@ -24,14 +28,12 @@ FIGURE_FILE = "results/{dataset}/figures/{figure}.{ext}"
 def interpret_models(config: Mapping[str, Any], catalogue: Mapping[str, Any]) -> dict[str, str]:
     """Role -> catalogue model name (``reference``, ``profile``, and ``nobias`` when set).
 
-    Raises :class:`ConfigError` when a named model is not in the catalogue.
+    ``config`` is validated (defaults filled). Raises :class:`ConfigError` when a named model
+    is not in the catalogue.
     """
-    icfg = config.get("interpret") or {}
-    roles = {
-        "reference": icfg.get("reference_model", "aitac"),
-        "profile": icfg.get("profile_model", "bpaitac"),
-    }
-    if icfg.get("nobias_model"):
+    icfg = config["interpret"]
+    roles = {role: icfg[f"{role}_model"] for role in ROLES}
+    if icfg["nobias_model"]:
         roles["nobias"] = icfg["nobias_model"]
     for role, name in roles.items():
         if name not in catalogue:
@@ -65,12 +67,13 @@ def attribution_seed(entry: Mapping[str, Any], seed: int | None) -> int:
 
 
 class InterpretPaths:
-    """Input functions and default targets of the interpretation rules for one config."""
+    """Input functions and default targets of the interpretation rules for one validated
+    config (defaults filled)."""
 
     def __init__(self, config: Mapping[str, Any], catalogue: Mapping[str, Any]) -> None:
         self.config = config
         self.catalogue = catalogue
-        self.icfg = config.get("interpret") or {}
+        self.icfg = config["interpret"]
 
     # -- models ----------------------------------------------------------------------------
 
@@ -85,7 +88,7 @@ class InterpretPaths:
     def run_file(self, dataset: str, model: str, name: str, seed: int | None = None) -> str:
         """A file of a trained run; ``seed`` None = the seed that is interpreted."""
         if seed is None:
-            seed = attribution_seed(self.catalogue[model], self.icfg.get("seed"))
+            seed = attribution_seed(self.catalogue[model], self.icfg["seed"])
         return RUN_FILE.format(dataset=dataset, model=model, seed=seed, name=name)
 
     def interpret_file(self, dataset: str, name: str) -> str:
@@ -104,7 +107,7 @@ class InterpretPaths:
                 self.run_file(wildcards.dataset, roles[role], "predictions_test.npz", seed)
                 for seed in self.catalogue[roles[role]]["seeds"]
             ]
-            for role in ("reference", "profile")
+            for role in ROLES
         }
 
     def attribution_inputs(self, wildcards: Any) -> dict[str, str]:
@@ -148,7 +151,7 @@ class InterpretPaths:
             "clusters": self.interpret_file(d, "clusters.tsv"),
             "seq": self.test_file(d, "seq.npy"),
         }
-        for role in ("reference", "profile"):
+        for role in ROLES:
             out[f"model_{role}"] = self.run_file(d, roles[role], "model.pt")
             out[f"predictions_{role}"] = self.run_file(d, roles[role], "predictions_test.npz")
         return out
@@ -166,7 +169,8 @@ class InterpretPaths:
         }
 
     def figure_inputs(self, figure: str) -> Callable[[Any], dict[str, str]]:
-        """Input function of one figure rule (the named inputs :func:`run_figure` reads)."""
+        """Input function of one figure rule (the named inputs its drawing function reads,
+        :data:`bpaitac.interpret.figures.FIGURES`)."""
         if figure not in FIGURES:
             raise ValueError(f"{figure!r} is not an interpretation figure ({', '.join(FIGURES)}).")
 
@@ -175,7 +179,7 @@ class InterpretPaths:
             if figure == "fig3a":
                 return {"regions": self.interpret_file(d, "regions.tsv")}
             if figure in ("fig3b", "figS5"):
-                return self.role_attributions(("reference", "profile"))(wildcards)
+                return self.role_attributions(ROLES)(wildcards)
             if figure == "figS7":
                 return self.role_attributions(("profile", "nobias"))(wildcards)
             tomtom = {"tomtom": self.interpret_file(d, "tomtom_jaspar.tsv")}
@@ -214,6 +218,6 @@ class InterpretPaths:
             for f in wanted
             for ext in ("pdf", "png")
         ]
-        if self.config.get("source") == "simulate":
+        if self.config["source"] == "simulate":
             out.append(self.interpret_file(dataset, "truth_recovery.tsv"))
         return out

@@ -1,15 +1,17 @@
 """Interpretation (Figures 3a-d, S5-S7): regions -> DeepSHAP -> seqlets -> clusters -> TomTom
 -> motif insertion and deep footprints, plus the truth table on simulated data.
 
-Which models are compared, and every threshold, come from the config's `interpret:` block
-(workflow/schemas/interpret.schema.yaml); input functions live in bpaitac/workflow/interpret_paths.py,
-the steps in bpaitac/interpret/steps.py.
+Which models are compared, and every threshold, come from the config's `interpret:` block,
+validated with its defaults filled (workflow/schemas/interpret.schema.yaml, the only place
+defaults live). Input functions live in bpaitac/workflow/interpret_paths.py; each rule's step
+in its own module of bpaitac/interpret/ (regions, attribution, seqlets, clusters, tomtom,
+insertion, truth) and the figures in bpaitac/interpret/figures.py (registry FIGURES).
 """
 
 from bpaitac.workflow.interpret_paths import FIGURES as INTERPRET_FIGURES
 from bpaitac.workflow.interpret_paths import InterpretPaths
 
-INTERPRET = config.get("interpret", {})
+INTERPRET = config["interpret"]
 INTERPRET_PATHS = InterpretPaths(config, CATALOGUE)
 TARGET_FUNCTIONS["interpret"] = lambda: INTERPRET_PATHS.targets(DATASET, FIGURES)
 
@@ -46,7 +48,7 @@ rule interpret_attributions:
         **job_resources("interpret"),
         gpu=gpu_request(),
     params:
-        deepshap=INTERPRET.get("deepshap", {}),
+        deepshap=INTERPRET["deepshap"],
         seed=config["seed"],
         device=config["device"],
         lineages=LINEAGES,
@@ -65,7 +67,7 @@ rule interpret_seqlets:
         "../../envs/interpret.yaml"
     params:
         models=lambda wc: INTERPRET_PATHS.roles(),
-        seqlets=INTERPRET.get("seqlets", {}),
+        seqlets=INTERPRET["seqlets"],
     script:
         "../../scripts/interpret_seqlets.py"
 
@@ -90,8 +92,8 @@ rule interpret_clusters:
         **job_resources("interpret"),
     params:
         models=lambda wc: INTERPRET_PATHS.roles(),
-        clustering=INTERPRET.get("clustering", {}),
-        max_insert=INTERPRET.get("insertion", {}).get("max_motifs", 36),
+        clustering=INTERPRET["clustering"],
+        max_motifs=INTERPRET["insertion"]["max_motifs"],
     script:
         "../../scripts/interpret_clusters.py"
 
@@ -109,7 +111,7 @@ rule interpret_tomtom:
         "../../envs/interpret.yaml"
     threads: config["threads"]
     params:
-        tomtom=INTERPRET.get("tomtom", {}),
+        tomtom=INTERPRET["tomtom"],
     script:
         "../../scripts/interpret_tomtom.py"
 
@@ -133,7 +135,7 @@ rule interpret_insertion:
         gpu=gpu_request(),
     params:
         models=lambda wc: INTERPRET_PATHS.roles(),
-        insertion=INTERPRET.get("insertion", {}),
+        insertion=INTERPRET["insertion"],
         seed=config["seed"],
         device=config["device"],
         lineages=LINEAGES,
@@ -164,8 +166,8 @@ if config["source"] == "simulate":
             gpu=gpu_request(),
         params:
             models=lambda wc: INTERPRET_PATHS.roles(),
-            insertion=INTERPRET.get("insertion", {}),
-            tomtom=INTERPRET.get("tomtom", {}),
+            insertion=INTERPRET["insertion"],
+            tomtom=INTERPRET["tomtom"],
             seed=config["seed"],
             device=config["device"],
             lineages=LINEAGES,
@@ -195,6 +197,6 @@ for _figure in INTERPRET_FIGURES:
             figure=_figure,
             models=lambda wc: INTERPRET_PATHS.labels(),
             lineages=LINEAGES,
-            options=INTERPRET.get("figures", {}),
+            options=INTERPRET["figures"],
         script:
             "../../scripts/interpret_figure.py"
