@@ -30,6 +30,7 @@ from bpaitac.io import InputError
 
 log = logging.getLogger(__name__)
 
+# --------------------------------------------------------------------------------------------
 # Lineage targets and the DeepSHAP wrapper
 
 
@@ -162,6 +163,10 @@ def _batched(module: nn.Module, x: torch.Tensor, batch_size: int, device: str) -
         for i in range(0, x.shape[0], batch_size)
     ]
     return np.concatenate(out).astype(np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# The step
 
 
 def run_attributions(
