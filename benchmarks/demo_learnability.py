@@ -39,18 +39,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from bpaitac.data.splits import SPLITS
 from bpaitac.interpret.motifs import read_meme
+from bpaitac.model.network import one_hot
 from bpaitac.model.predict import mean_r_across_targets
 from bpaitac.simulate.motifs import expected_score, log_odds
 
 CENTRAL = slice(300, 700)  # planted sites lie around the OCR centre (site_spread_sd 50 bp)
-
-
-def one_hot(seq: np.ndarray) -> torch.Tensor:
-    """(N, L) codes 0..4 (N = 4) -> (N, 4, L) float one-hot."""
-    table = torch.zeros(5, 4)
-    table[:4] = torch.eye(4)
-    return table[torch.from_numpy(seq.astype(np.int64))].transpose(1, 2).contiguous()
 
 
 def log_counts(split: Path) -> np.ndarray:
@@ -60,7 +55,7 @@ def log_counts(split: Path) -> np.ndarray:
 def pwm_features(seq: np.ndarray, motifs: dict[str, np.ndarray]) -> np.ndarray:
     """Per motif: log1p(#sites scoring within 2 nats of a typical site) and log1p(summed
     affinity exp(score - typical)), best strand, central 400 bp."""
-    x = one_hot(seq)
+    x = one_hot(torch.from_numpy(seq))
     feats = []
     for ppm in motifs.values():
         p = (ppm + 1e-3) / (ppm + 1e-3).sum(axis=0, keepdims=True)
@@ -85,8 +80,8 @@ def one_layer_cnn(data: Path, filters: int, epochs: int, seed: int) -> tuple[flo
     """(test R at the best validation epoch, seconds)."""
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    xs = {s: one_hot(np.load(data / s / "seq.npy")) for s in ("train", "val", "test")}
-    ys = {s: torch.from_numpy(log_counts(data / s)).float() for s in ("train", "val", "test")}
+    xs = {s: one_hot(torch.from_numpy(np.load(data / s / "seq.npy"))) for s in SPLITS}
+    ys = {s: torch.from_numpy(log_counts(data / s)).float() for s in SPLITS}
     n_tasks = ys["train"].shape[1]
     net = nn.Sequential(
         nn.Conv1d(4, filters, 19, padding=9),

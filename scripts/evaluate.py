@@ -7,7 +7,6 @@ Rules (workflow/rules/evaluate.smk): ``evaluate_model`` writes the four tidy tab
 import logging
 
 from bpaitac.evaluate.metrics import (
-    LEVELS,
     comparison_table,
     evaluate_files,
     read_level_tables,
@@ -15,6 +14,7 @@ from bpaitac.evaluate.metrics import (
     write_table,
 )
 from bpaitac.io import log_exception, read_celltypes, setup_logging
+from bpaitac.workflow.evaluate_paths import LEVELS
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("evaluate")

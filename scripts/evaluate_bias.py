@@ -12,16 +12,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from bpaitac.evaluate.metrics import (
-    BIAS_SETS,
-    PAIR_COLUMNS,
-    bias_pair_table,
-    bias_window_table,
-    bin_profiles,
-    predict_bias_profiles,
-    write_table,
-)
+from bpaitac.evaluate.metrics import PAIR_COLUMNS, bias_pair_table, bias_window_table, write_table
 from bpaitac.io import atomic_path, log_exception, setup_logging
+from bpaitac.numeric import bin_to
+from bpaitac.workflow.evaluate_paths import BIAS_SETS
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("evaluate_bias")
@@ -31,6 +25,7 @@ def evaluate_bias_model() -> None:
     import torch
 
     from bpaitac.model.network import load_model, resolve_device
+    from bpaitac.model.predict import bias_profiles
 
     torch.set_num_threads(snakemake.threads)
     device = resolve_device(snakemake.params.device)
@@ -40,8 +35,8 @@ def evaluate_bias_model() -> None:
     for eval_set in BIAS_SETS:
         seq = np.load(snakemake.input[f"{eval_set}_seq"], mmap_mode="r")
         observed = np.load(snakemake.input[f"{eval_set}_profile"])[:, 0, :].astype(np.float64)
-        predicted = predict_bias_profiles(model, seq, snakemake.params.batch_size, device)
-        observed = bin_profiles(observed, predicted.shape[1]) if len(predicted) else observed
+        predicted = bias_profiles(model, seq, batch_size=snakemake.params.batch_size, device=device)
+        observed = bin_to(observed, predicted.shape[1])
         predictions[eval_set] = predicted
         table = bias_window_table(name, eval_set, observed, predicted)
         tables.append(table)

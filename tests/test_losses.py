@@ -9,7 +9,6 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import multinomial
 
 from bpaitac.model.losses import (
-    bin_profile,
     model_loss,
     mse_log_counts,
     mse_per_base,
@@ -17,11 +16,12 @@ from bpaitac.model.losses import (
     per_base_targets,
     poisson_per_base,
     profile_ce,
-    profile_jsd,
+    profile_jsd_loss,
     profile_mnll,
     uses_counts,
     uses_profile,
 )
+from bpaitac.numeric import bin_profile
 
 
 def random_case(seed=0, b=3, t=4, length=20):
@@ -79,7 +79,7 @@ def test_mnll_equals_count_weighted_ce_up_to_an_observation_constant():
 def test_profile_losses_ignore_tracks_without_insertions():
     logits, obs, _, _ = random_case(seed=2, b=2, t=1)
     obs[1] = 0
-    for fn in (profile_ce, profile_mnll, profile_jsd):
+    for fn in (profile_ce, profile_mnll, profile_jsd_loss):
         assert fn(logits, obs).item() == pytest.approx(fn(logits[:1], obs[:1]).item())
 
 
@@ -191,7 +191,7 @@ def test_binning_sums_counts_and_losses_bin_observations():
 
 def test_jsd_matches_scipy_and_bounds():
     logits, obs, _, _ = random_case(seed=7, b=2, t=2)
-    jsd = profile_jsd(logits, obs, reduction="none")
+    jsd = profile_jsd_loss(logits, obs, reduction="none")
     p = torch.softmax(logits, -1).numpy()
     q = (obs / obs.sum(-1, keepdim=True)).numpy()
     ref = np.array(
@@ -199,9 +199,11 @@ def test_jsd_matches_scipy_and_bounds():
     )
     np.testing.assert_allclose(jsd.numpy(), ref, rtol=1e-6)
     same = torch.log(torch.tensor([[[1.0, 2.0, 1.0]]]))
-    assert profile_jsd(same, torch.tensor([[[1.0, 2.0, 1.0]]])).item() == pytest.approx(0, abs=1e-7)
+    assert profile_jsd_loss(same, torch.tensor([[[1.0, 2.0, 1.0]]])).item() == pytest.approx(
+        0, abs=1e-7
+    )
     disjoint = torch.tensor([[[50.0, -50.0]]])
-    assert profile_jsd(disjoint, torch.tensor([[[0.0, 4.0]]])).item() == pytest.approx(1.0)
+    assert profile_jsd_loss(disjoint, torch.tensor([[[0.0, 4.0]]])).item() == pytest.approx(1.0)
 
 
 def test_bad_names_and_lambda_raise():

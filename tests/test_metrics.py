@@ -6,8 +6,10 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from bpaitac import numeric
 from bpaitac.evaluate import metrics as M
 from bpaitac.io import InputError
+from bpaitac.numeric import bin_to
 from bpaitac.workflow import evaluate_paths as EP
 from bpaitac.workflow.config import model_catalogue
 
@@ -251,10 +253,29 @@ def test_bias_tables_and_binning():
     assert (table["n_insertions"] == obs.sum(axis=1)).all()
     pairs = M.bias_pair_table("x", "y", "closed_ocrs", pred, pred)
     np.testing.assert_allclose(pairs["pearson"], 1.0)
-    binned = M.bin_profiles(obs, 50)
+    binned = bin_to(obs, 50)
     np.testing.assert_allclose(binned[:, 0], obs[:, :5].sum(axis=1))
     with pytest.raises(ValueError, match="cannot bin"):
-        M.bin_profiles(obs, 3)
+        bin_to(obs, 300)  # more bins than positions
+
+
+def test_shared_maths_gives_numpy_and_torch_the_same_numbers():
+    """bpaitac.numeric serves the evaluation (numpy) and the training (torch) alike."""
+    torch = pytest.importorskip("torch")
+    x, y = random_pair()
+    x[1] = 3.0  # constant: NaN on both sides
+    got = numeric.rowwise_pearson(torch.from_numpy(x), torch.from_numpy(y)).numpy()
+    np.testing.assert_allclose(got, M.rowwise_pearson(x, y), rtol=1e-12)
+    obs = RNG.poisson(1.0, size=(6, 250)).astype(float)
+    obs[0] = 0.0
+    pred = RNG.dirichlet(np.ones(250), size=6)
+    got = numeric.profile_jsd(torch.from_numpy(obs), torch.from_numpy(pred)).numpy()
+    np.testing.assert_allclose(got, M.profile_jsd(obs, pred), rtol=1e-12)
+    assert np.isnan(got[0])
+    for n_bins in (250, 50, 25, 12):  # 12 bins of 20 bp: the central 240 bp
+        binned = bin_to(torch.from_numpy(obs), n_bins).numpy()
+        np.testing.assert_array_equal(binned, bin_to(obs, n_bins))
+    np.testing.assert_array_equal(bin_to(obs, 12), obs[:, 5:245].reshape(6, 12, 20).sum(-1))
 
 
 def test_read_metrics_table_names_file_and_column(tmp_path):

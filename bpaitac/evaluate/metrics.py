@@ -14,9 +14,10 @@ Conventions used throughout:
   alike; lineage and single-lineage models predict lineage targets directly.
 - **coefficient of variation** of an OCR: ``std / mean`` (population std) of ``expm1(acc_obs)``
   across the targets; quartiles ``Q1`` (lowest CV) to ``Q4`` over the test OCRs (Figure 1d).
-- **Spearman R** is the Pearson R of average ranks (ties averaged), as ``scipy.stats.spearmanr``.
-- **JSD** is the Jensen-Shannon divergence in bits (base 2, in [0, 1]), the square of
-  ``scipy.spatial.distance.jensenshannon``.
+- **Pearson R** (:func:`bpaitac.numeric.rowwise_pearson`, the formula the training uses too) and
+  **Spearman R**, the Pearson R of average ranks (ties averaged), as ``scipy.stats.spearmanr``.
+- **JSD** (:func:`bpaitac.numeric.profile_jsd`) is the Jensen-Shannon divergence in bits (base
+  2, in [0, 1]), the square of ``scipy.spatial.distance.jensenshannon``.
 - Rows with fewer than two values or a constant side have an undefined R (NaN); tables keep them
   and every aggregate ignores NaN.
 """
@@ -33,8 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bpaitac.io import InputError
+from bpaitac.io import InputError, atomic_path
 from bpaitac.lazy import LazyModule
+from bpaitac.numeric import profile_jsd, rowwise_pearson
 from bpaitac.workflow.evaluate_paths import SINGLE_LINEAGE
 
 # scipy.stats is imported when a metric is computed, not when the workflow reads the paths below.
@@ -203,27 +205,6 @@ def assemble_ensemble(members: Sequence[tuple[str, str, Predictions]]) -> Predic
 # Correlations
 
 
-def rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson R of each row of ``x`` with the same row of ``y`` (``scipy.stats.pearsonr``).
-
-    Rows with fewer than two finite pairs or a constant side give NaN.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 2:
-        raise ValueError(f"rowwise_pearson: need two equal 2-D arrays, got {x.shape}, {y.shape}.")
-    out = np.full(x.shape[0], np.nan)
-    if x.shape[1] < 2 or x.shape[0] == 0:
-        return out
-    finite = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
-    ok = finite & (np.ptp(x, axis=1) > 0) & (np.ptp(y, axis=1) > 0)
-    if ok.any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", stats.ConstantInputWarning)
-            out[ok] = stats.pearsonr(x[ok], y[ok], axis=1).statistic
-    return out
-
-
 def rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman R of each row pair: Pearson R of average ranks (as ``scipy.stats.spearmanr``)."""
     x = np.asarray(x, dtype=np.float64)
@@ -231,28 +212,6 @@ def rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if x.shape != y.shape or x.ndim != 2:
         raise ValueError(f"rowwise_spearman: need two equal 2-D arrays, got {x.shape}, {y.shape}.")
     return rowwise_pearson(stats.rankdata(x, axis=1), stats.rankdata(y, axis=1))
-
-
-def profile_jsd(observed: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Jensen-Shannon divergence (bits) between each row's observed counts and predicted profile.
-
-    Both rows are normalised to sum 1; rows with no observed insertions give NaN.
-    """
-    from scipy.spatial.distance import jensenshannon
-
-    observed = np.asarray(observed, dtype=np.float64)
-    predicted = np.asarray(predicted, dtype=np.float64)
-    if observed.shape != predicted.shape or observed.ndim != 2:
-        raise ValueError(
-            f"profile_jsd: need two equal 2-D arrays, got {observed.shape}, {predicted.shape}."
-        )
-    out = np.full(observed.shape[0], np.nan)
-    ok = (observed.sum(axis=1) > 0) & (predicted.sum(axis=1) > 0)
-    if ok.any():
-        p = observed[ok] / observed[ok].sum(axis=1, keepdims=True)
-        q = predicted[ok] / predicted[ok].sum(axis=1, keepdims=True)
-        out[ok] = jensenshannon(p, q, base=2, axis=1) ** 2
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,7 +282,8 @@ def evaluate_predictions(
     lineage_of: Mapping[str, str],
     lineage_order: Sequence[str],
 ) -> dict[str, pd.DataFrame]:
-    """All evaluation tables (keys of :data:`LEVELS`) of one model and seed.
+    """All evaluation tables (keys of :data:`bpaitac.workflow.evaluate_paths.LEVELS`) of one
+    model and seed.
 
     ``lineage_of`` maps each target to its lineage (a lineage target maps to itself); the
     lineage-level metrics average cell-type targets into lineages (:func:`lineage_means`).
@@ -586,8 +546,9 @@ def summarise(
 ) -> pd.DataFrame:
     """One row per model: metrics computed per seed, then averaged over seeds.
 
-    ``tables`` maps each level of :data:`LEVELS` to its concatenated table; ``paper`` maps a
-    model name to the paper's mean per-OCR Pearson R across cell types (ImmGen test OCRs);
+    ``tables`` maps each level of :data:`~bpaitac.workflow.evaluate_paths.LEVELS` to its
+    concatenated table; ``paper`` maps a model name to the paper's mean per-OCR Pearson R across
+    cell types (ImmGen test OCRs);
     ``labels`` maps a model name to its display label (default: the name).
     ``per_ocr_pearson_mean_sd`` is the standard deviation of that mean across seeds.
     """
@@ -717,42 +678,5 @@ def evaluate_files(
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a tidy TSV atomically (floats with 6 significant digits)."""
-    from bpaitac.io import atomic_path
-
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-
-
-def predict_bias_profiles(
-    model: Any, seq: np.ndarray, batch_size: int = 256, device: Any = "cpu"
-) -> np.ndarray:
-    """Predicted insertion probabilities (N, L) of a bias model for base-index sequences (N, 1000).
-
-    ``model`` is a :class:`bpaitac.model.network.BpAITAC` with one task (``load_model``); it is run
-    in eval mode (batch norm from its running statistics). ``device``: cpu, cuda or auto.
-    """
-    import torch
-
-    from bpaitac.model.network import one_hot, resolve_device
-
-    device = resolve_device(device)
-    model.eval().to(device)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(seq), batch_size):
-            batch = torch.from_numpy(np.array(seq[start : start + batch_size])).to(device)
-            probs = model.profile_probs(one_hot(batch))
-            out.append(probs[:, 0, :].float().cpu().numpy())
-    if not out:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.concatenate(out).astype(np.float32)
-
-
-def bin_profiles(profiles: np.ndarray, length: int) -> np.ndarray:
-    """Sum (N, L) per-base counts into ``length`` equal bins (a bias model with bin size > 1)."""
-    n, full = profiles.shape
-    if full == length:
-        return profiles
-    if length <= 0 or full % length:
-        raise ValueError(f"cannot bin profiles of length {full} into {length} bins.")
-    return profiles.reshape(n, length, full // length).sum(axis=2)

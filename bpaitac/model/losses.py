@@ -20,10 +20,10 @@ losses give them zero weight and average over the tracks with ``n > 0``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.nn import functional as F
+
+from bpaitac.numeric import bin_to, jensen_shannon
 
 LOSSES = ("composite_ce", "composite_mnll", "poisson", "mse")
 PROFILE_LOSSES = ("ce", "mnll", "jsd")
@@ -36,31 +36,10 @@ def _real(x: torch.Tensor) -> torch.Tensor:
     return x.float()
 
 
-def bin_profile(profile: torch.Tensor, bin_size: int) -> torch.Tensor:
-    """Sum values (..., L) within bins of ``bin_size`` -> (..., L // bin_size).
-
-    When ``bin_size`` does not divide ``L`` (20 bp bins of the 250 bp window) the bins cover the
-    central ``(L // bin_size) * bin_size`` positions and the few edge positions left over on
-    either side are dropped; the model bins its logits the same way.
-    """
-    if bin_size == 1:
-        return profile
-    length = profile.shape[-1]
-    n_bins = length // bin_size
-    if n_bins < 1:
-        raise ValueError(f"bin size {bin_size} is longer than the profile ({length}).")
-    start = (length - n_bins * bin_size) // 2
-    core = profile[..., start : start + n_bins * bin_size]
-    return core.reshape(*profile.shape[:-1], n_bins, bin_size).sum(-1)
-
-
 def match_bins(profile: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Bin the observed ``profile`` to the length of the (already binned) ``logits``."""
-    length, out = profile.shape[-1], logits.shape[-1]
-    bin_size = length // out if out else 0
-    if bin_size < 1 or length // bin_size != out:
-        raise ValueError(f"profile length {length} cannot be binned to {out} positions.")
-    return bin_profile(_real(profile), bin_size)
+    """The observed ``profile`` (at least float32) binned to the length of the (already binned)
+    ``logits``, by the package's one binning rule (:func:`bpaitac.numeric.bin_to`)."""
+    return bin_to(_real(profile), logits.shape[-1])
 
 
 def _reduce(per_track: torch.Tensor, weight: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -96,19 +75,17 @@ def profile_mnll(logits: torch.Tensor, obs: torch.Tensor, reduction: str = "mean
     return _reduce(nll, (n > 0).to(logits.dtype), reduction)
 
 
-def profile_jsd(logits: torch.Tensor, obs: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Jensen-Shannon divergence (base 2, in [0, 1]) of ``softmax(logits)`` and ``k / n``."""
+def profile_jsd_loss(
+    logits: torch.Tensor, obs: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Jensen-Shannon divergence (bits, :func:`bpaitac.numeric.jensen_shannon`) of
+    ``softmax(logits)`` and ``k / n`` as a loss (the metric of the same maths is
+    :func:`bpaitac.numeric.profile_jsd`)."""
     obs = match_bins(obs, logits)
     n = obs.sum(-1, keepdim=True)
     q = obs / n.clamp(min=1.0)
-    logp = F.log_softmax(_real(logits), dim=-1)
-    p = logp.exp()
-    m = 0.5 * (p + q)
-    logm = torch.log(m.clamp(min=1e-30))
-    kl_p = (p * (logp - logm)).sum(-1)
-    kl_q = torch.where(q > 0, q * (torch.log(q.clamp(min=1e-30)) - logm), 0.0).sum(-1)
-    jsd = 0.5 * (kl_p + kl_q) / math.log(2.0)
-    return _reduce(jsd, (n.squeeze(-1) > 0).to(logits.dtype), reduction)
+    p = F.softmax(_real(logits), dim=-1)
+    return _reduce(jensen_shannon(p, q), (n.squeeze(-1) > 0).to(logits.dtype), reduction)
 
 
 def mse_log_counts(log_counts: torch.Tensor, obs_counts: torch.Tensor) -> torch.Tensor:
@@ -156,7 +133,7 @@ def profile_loss(
     if name == "mnll":
         return profile_mnll(logits, obs, reduction)
     if name == "jsd":
-        return profile_jsd(logits, obs, reduction)
+        return profile_jsd_loss(logits, obs, reduction)
     raise ValueError(f"profile loss {name!r} is not one of {', '.join(PROFILE_LOSSES)}.")
 
 

@@ -39,6 +39,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bpaitac.numeric import bin_profile
+
 logger = logging.getLogger(__name__)
 
 SEQ_LEN = 1000
@@ -276,13 +278,7 @@ class BpAITAC(nn.Module):
             # In float32 also under bf16 autocast: bias logits span several units.
             dtype = torch.promote_types(logits.dtype, torch.float32)
             logits = logits.to(dtype) + bias.to(dtype).unsqueeze(1)
-        if self.spec.bin_size > 1:
-            b, t, _ = logits.shape
-            n_bins, size = self.spec.profile_len // self.spec.bin_size, self.spec.bin_size
-            start = (self.spec.profile_len - n_bins * size) // 2
-            core = logits[:, :, start : start + n_bins * size]
-            logits = core.reshape(b, t, n_bins, size).sum(-1)
-        return logits, self.acc_head(h)
+        return bin_profile(logits, self.spec.bin_size), self.acc_head(h)
 
     def init_count_head(self, log_means: torch.Tensor) -> None:
         """Start the accessibility head as the mean predictor: the per-task training mean of

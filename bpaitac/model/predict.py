@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,37 +21,18 @@ import torch
 from bpaitac.io import InputError, atomic_path
 from bpaitac.model.losses import match_bins
 from bpaitac.model.network import BpAITAC, load_model, one_hot, resolve_device
+from bpaitac.numeric import jensen_shannon, rowwise_pearson
 
 log = logging.getLogger(__name__)
 
 
 class BatchLike(Protocol):
-    """What the prediction loop needs from a batch (see :class:`bpaitac.train.loop.Batch`)."""
+    """What the prediction loop needs from a batch (see :class:`bpaitac.data.batches.Batch`)."""
 
     x: torch.Tensor
     bias: torch.Tensor | None
     profile: torch.Tensor
     counts: torch.Tensor | None
-
-
-def rowwise_pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pearson R along the last axis of ``a`` and ``b``; NaN where either row is constant."""
-    a = a.double() - a.double().mean(-1, keepdim=True)
-    b = b.double() - b.double().mean(-1, keepdim=True)
-    den = torch.sqrt((a * a).sum(-1) * (b * b).sum(-1))
-    r = (a * b).sum(-1) / den
-    return torch.where(den > 0, r, torch.nan)
-
-
-def jsd_rows(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Jensen-Shannon divergence (base 2) of distributions along the last axis."""
-    p, q = p.double(), q.double()
-    m = 0.5 * (p + q)
-
-    def kl(a: torch.Tensor) -> torch.Tensor:
-        return torch.where(a > 0, a * torch.log2(a.clamp(min=1e-300) / m.clamp(min=1e-300)), 0.0)
-
-    return 0.5 * (kl(p).sum(-1) + kl(q).sum(-1))
 
 
 def profile_metrics(logits: torch.Tensor, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +42,7 @@ def profile_metrics(logits: torch.Tensor, obs: torch.Tensor) -> tuple[torch.Tens
     pred = torch.softmax(logits.double(), dim=-1)
     q = obs / n.clamp(min=1.0)
     empty = n.squeeze(-1) == 0
-    jsd = torch.where(empty, torch.nan, jsd_rows(pred, q))
+    jsd = torch.where(empty, torch.nan, jensen_shannon(pred, q))
     r = torch.where(empty, torch.nan, rowwise_pearson(pred, obs))
     return jsd, r
 
@@ -70,6 +51,7 @@ def mean_r_across_targets(acc_pred: np.ndarray, acc_obs: np.ndarray) -> float:
     """Mean over OCRs of the Pearson R across targets (NaN rows skipped; NaN if < 2 targets)."""
     if acc_pred.shape[1] < 2:
         return float("nan")
+    # torch's reductions, as since the first training runs: the history stays bit-identical.
     r = rowwise_pearson(torch.from_numpy(acc_pred), torch.from_numpy(acc_obs)).numpy()
     return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
 
@@ -126,6 +108,26 @@ def predict_batches(
     return result
 
 
+def _bias_batches(
+    model: BpAITAC, seq: np.ndarray, batch_size: int, device: str | torch.device
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first row, profile logits (B, L) on the device) of a one-task, unbinned bias model over
+    sequences (N, L) in batches; the one batch loop of :func:`bias_logits` and
+    :func:`bias_profiles` (which run it without autograd). Runs in eval mode."""
+    spec = model.spec
+    if spec.n_tasks != 1 or spec.bin_size != 1:
+        raise ValueError(
+            f"bias model must have one task and bin size 1, has {spec.n_tasks} tasks and bin "
+            f"{spec.bin_size}; check `bias_models:` in the config."
+        )
+    device = resolve_device(device)
+    model.eval().to(device)
+    for start in range(0, len(seq), batch_size):
+        chunk = torch.from_numpy(np.array(seq[start : start + batch_size]))
+        logits, _ = model(one_hot(chunk.to(device)))
+        yield start, logits[:, 0, :]
+
+
 @torch.no_grad()
 def bias_logits(
     model: BpAITAC,
@@ -138,19 +140,25 @@ def bias_logits(
 
     Runs in eval mode; ``device``: cpu, cuda or auto (:func:`bpaitac.model.network.resolve_device`).
     """
-    device = resolve_device(device)
-    spec = model.spec
-    if spec.n_tasks != 1 or spec.bin_size != 1:
-        raise ValueError(
-            f"bias model must have one task and bin size 1, has {spec.n_tasks} tasks and bin "
-            f"{spec.bin_size}; check `bias_models:` in the config."
-        )
-    model.eval().to(device)
-    out = np.empty((len(seq), spec.profile_len), dtype=np.float32)
-    for start in range(0, len(seq), batch_size):
-        chunk = torch.from_numpy(np.array(seq[start : start + batch_size]))
-        logits, _ = model(one_hot(chunk.to(device)))
-        out[start : start + len(chunk)] = logits[:, 0, :].float().cpu().numpy()
+    out = np.empty((len(seq), model.spec.profile_len), dtype=np.float32)
+    for start, logits in _bias_batches(model, seq, batch_size, device):
+        out[start : start + len(logits)] = logits.float().cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def bias_profiles(
+    model: BpAITAC,
+    seq: np.ndarray,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Predicted insertion probabilities (N, 250) float32 of a bias model for sequences (N, L):
+    the softmax over positions of :func:`bias_logits`, computed on the device batch by batch."""
+    out = np.empty((len(seq), model.spec.profile_len), dtype=np.float32)
+    for start, logits in _bias_batches(model, seq, batch_size, device):
+        out[start : start + len(logits)] = model.softmax(logits).float().cpu().numpy()
     return out
 
 
@@ -163,8 +171,6 @@ def write_predictions(
     with_profile: bool,
 ) -> None:
     """Write ``predictions_test.npz`` atomically in the layout of docs/contracts.md."""
-    from bpaitac.io import atomic_path
-
     arrays: dict[str, np.ndarray] = {
         "peak_id": np.asarray(peak_ids, dtype=str),
         "targets": np.asarray(targets, dtype=str),
