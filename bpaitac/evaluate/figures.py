@@ -1,13 +1,13 @@
-"""Figures 1b-d, 2a-f and S1-S4: which models each panel compares, and how it is drawn.
+"""Drawing of Figures 1b-d, 2a-f and S1-S4 (matplotlib).
 
-Each figure is a list of :class:`Panel` s. A panel names a *comparison* (a key of the config's
-``comparisons:`` block, an ordered ``label -> model`` mapping whose first entry is the reference),
-an evaluation *level* (:data:`bpaitac.evaluate.metrics.LEVELS`, or ``bias`` / ``bias_pairs`` for
-the bias
-models) and a metric. Panels show per-unit metrics averaged over seeds (the unit is an OCR, a
-target or a lineage) and a two-sided paired Wilcoxon signed-rank test (``scipy.stats.wilcoxon``)
-of every model against the reference, pairing the same units; the number of seeds of each model
-is printed under its name.
+What each figure shows is registered in :data:`bpaitac.workflow.figures.FIGURES` (parse-time, no
+matplotlib): per panel a *comparison* (a key of the config's ``comparisons:`` block, an ordered
+``label -> model`` mapping whose first entry is the reference), an evaluation *level*
+(:data:`bpaitac.workflow.evaluate_paths.LEVELS`, or ``bias`` / ``bias_pairs`` for the bias
+models) and a metric. This module reads the figure's tables and draws its panels: per-unit
+metrics averaged over seeds (the unit is an OCR, a target or a lineage) and a two-sided paired
+Wilcoxon signed-rank test (``scipy.stats.wilcoxon``) of every model against the reference,
+pairing the same units; the number of seeds of each model is printed under its name.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _agg_backend() -> None:
     matplotlib.use("Agg")
 
 
-# pyplot (Agg backend) is imported when a figure is drawn, not when the workflow reads FIGURES.
+# pyplot (Agg backend) is imported when a figure is drawn, not on import (STYLE is read alone).
 plt = LazyModule("matplotlib.pyplot", before=_agg_backend)
 
 UNIT_NAMES: dict[str, str] = {

@@ -17,9 +17,12 @@ from bpaitac.workflow.evaluate_paths import (
 )
 from bpaitac.workflow.figures import BIAS_COMPARISON, check_comparisons
 
-COMPARISONS = config.get("comparisons", {})
+COMPARISONS = config["comparisons"]
 EVAL_MODELS = evaluated_models(CATALOGUE)
-COMPARED_BIAS_MODELS = list(COMPARISONS.get(BIAS_COMPARISON, {}).values())
+# A comparison the config leaves out compares nothing (the schema can give it no default).
+COMPARED_BIAS_MODELS = (
+    list(COMPARISONS[BIAS_COMPARISON].values()) if BIAS_COMPARISON in COMPARISONS else []
+)
 # The summary covers the models this run trains (`figures:` may limit them).
 SUMMARY_MODELS = [m for m, e in EVAL_MODELS.items() if set(e["members"]) <= MODELS_TO_TRAIN]
 check_comparisons(COMPARISONS, EVAL_MODELS, config["bias_models"], FIGURES)
@@ -76,7 +79,7 @@ rule evaluate_summary:
     conda:
         "../../envs/evaluate.yaml"
     params:
-        paper=COMPARISONS.get("paper_per_ocr_pearson_mean", {}),
+        paper=COMPARISONS["paper_per_ocr_pearson_mean"],
         labels={name: entry["label"] for name, entry in EVAL_MODELS.items()},
         comparisons={
             name: mapping
@@ -106,7 +109,7 @@ rule evaluate_bias_model:
         gpu=gpu_request(),
     params:
         device=config["device"],
-        batch_size=config.get("training", {}).get("eval_batch_size", 256),
+        batch_size=config["training"]["eval_batch_size"],
     script:
         "../../scripts/evaluate_bias.py"
 

@@ -5,7 +5,11 @@ bpaitac.workflow.figures.FIGURES, its input tables from bpaitac.workflow.figures
 Include after evaluate.smk.
 """
 
-from bpaitac.workflow.figures import FIGURES as EVAL_FIGURES, figure_input_paths
+from bpaitac.workflow.figures import (
+    FIGURES as EVAL_FIGURES,
+    figure_comparisons,
+    figure_input_paths,
+)
 
 for _figure, _spec in EVAL_FIGURES.items():
 
@@ -31,7 +35,9 @@ for _figure, _spec in EVAL_FIGURES.items():
             "../../envs/evaluate.yaml"
         params:
             figure=_figure,
-            comparisons={p.comparison: COMPARISONS.get(p.comparison, {}) for p in _spec.panels},
+            comparisons={
+                key: COMPARISONS[key] for key in figure_comparisons(_figure) if key in COMPARISONS
+            },
             lineages=LINEAGES,
         script:
             "../../scripts/figure.py"

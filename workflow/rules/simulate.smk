@@ -7,7 +7,7 @@ if config["source"] == "simulate":
 
     # Validated simulator knobs with every default filled in (also the rule's params, so a
     # changed default re-runs the simulation).
-    SIMULATE_CONFIG = SimulateConfig.from_dict(config.get("simulate"))
+    SIMULATE_CONFIG = SimulateConfig.from_dict(config["simulate"])
     SIMULATED_PROTEIN_FREE_REPLICATES = list(SIMULATE_CONFIG.protein_free_replicates)
 
     # rule all builds the simulation overview figure
