@@ -40,7 +40,6 @@ import pysam
 CHROMS = {"chr1": 60_000_000, "chr2": 40_000_000}
 N_OCRS = 20_000
 READ_LENGTH = 50
-SPLITS = ("train", "val", "test")
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,6 +236,7 @@ def bench_insertions(args: argparse.Namespace, work: Path) -> None:
 
 def child_assemble(work: str, n_celltypes: int) -> dict:
     from bpaitac.data.arrays import assemble_dataset
+    from bpaitac.data.splits import SPLITS
 
     root = Path(work) / f"c{n_celltypes}"
     cts = [f"ct{i}" for i in range(n_celltypes)]
@@ -254,6 +254,8 @@ def child_assemble(work: str, n_celltypes: int) -> dict:
 
 
 def bench_assembly(args: argparse.Namespace, work: Path) -> None:
+    from bpaitac.data.splits import SPLITS
+
     n = args.assembly_ocrs
     rng = np.random.default_rng(args.seed)
     print(f"\nassembly of {n:,} OCRs x C cell types x 250 bp (uint16), streaming:")
@@ -261,7 +263,7 @@ def bench_assembly(args: argparse.Namespace, work: Path) -> None:
     for c in args.assembly_celltypes:
         root = work / f"c{c}"
         root.mkdir()
-        split = rng.choice(["train", "val", "test"], n, p=[0.8, 0.1, 0.1])
+        split = rng.choice(list(SPLITS), n, p=[0.8, 0.1, 0.1])
         rows = [f"p{i}\tchr1\t{i * 1000}\t{s}" for i, s in enumerate(split)]
         lines = ["peak_id\tchrom\tsummit\tsplit", *rows]
         (root / "ocrs_all.tsv").write_text("\n".join(lines) + "\n")
