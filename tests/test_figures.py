@@ -15,7 +15,8 @@ from bpaitac.workflow import evaluate_paths as EP
 from bpaitac.workflow import figures as WF
 
 ROOT = Path(__file__).resolve().parent.parent
-CELLTYPES = read_celltypes(ROOT / "config" / "celltypes.tsv", per_lineage=2)
+CELLTYPES_TSV = ROOT / "config" / "celltypes.tsv"
+CELLTYPES = read_celltypes(CELLTYPES_TSV, per_lineage=2)
 LINEAGES = list(dict.fromkeys(CELLTYPES["lineage"]))
 N_OCRS = 60
 
@@ -178,6 +179,93 @@ def test_figure_script_fails_on_malformed_table(workdir, tmp_path):
         runpy.run_path(str(ROOT / "scripts" / "figure.py"), init_globals={"snakemake": fake})
     assert str(bad) in (tmp_path / "fig1c.log").read_text()
     assert not (tmp_path / "fig1c.pdf").exists() and not (tmp_path / "fig1c.png").exists()
+
+
+def test_evaluate_script_evaluates_a_model_and_summarises(workdir, tmp_path):
+    """scripts/evaluate.py: the four tables of one model and seed, then summary and comparisons."""
+    run = workdir["root"] / "models" / "bpaitac" / "seed1"
+    outputs = {name: str(tmp_path / f"{name}.tsv") for name in EP.LEVELS.values()}
+    fake = _Named(
+        rule="evaluate_model",
+        input=_Named(predictions=[run / "predictions_test.npz"], celltypes=CELLTYPES_TSV),
+        output=_Named(outputs),
+        params=_Named(kind="celltypes", members={"bpaitac": None}, lineages=LINEAGES),
+        wildcards=_Named(model="bpaitac", seed="1"),
+        log=[str(tmp_path / "model.log")],
+    )
+    runpy.run_path(str(ROOT / "scripts" / "evaluate.py"), init_globals={"snakemake": fake})
+    for name, path in outputs.items():
+        want = workdir["root"] / "eval" / "bpaitac" / "seed1" / f"{name}.tsv"
+        pd.testing.assert_frame_equal(pd.read_csv(path, sep="\t"), pd.read_csv(want, sep="\t"))
+    fake = _Named(
+        rule="evaluate_summary",
+        input=_Named(workdir["files"]),
+        output=_Named(
+            summary=str(tmp_path / "summary.tsv"), comparisons=str(tmp_path / "comparisons.tsv")
+        ),
+        params=_Named(
+            paper={"bpaitac": 0.384},
+            labels={},
+            comparisons={"main": COMPARISONS["main"]},
+        ),
+        log=[str(tmp_path / "summary.log")],
+    )
+    runpy.run_path(str(ROOT / "scripts" / "evaluate.py"), init_globals={"snakemake": fake})
+    summary = pd.read_csv(tmp_path / "summary.tsv", sep="\t").set_index("model")
+    assert summary.loc["bpaitac", "paper_per_ocr_pearson_mean"] == 0.384
+    compared = pd.read_csv(tmp_path / "comparisons.tsv", sep="\t")
+    assert compared[["reference", "model"]].values.tolist() == [["aitac", "bpaitac"]]
+
+
+def test_bias_evaluation_scripts_score_and_compare_bias_models(tmp_path):
+    """scripts/evaluate_bias.py: per-window scores of each bias model, then every pair."""
+    torch = pytest.importorskip("torch")
+    from bpaitac.model.network import build_model, save_model
+    from bpaitac.model.predict import bias_profiles
+
+    rng = np.random.default_rng(3)
+    inputs = {}
+    for s in EP.BIAS_SETS:
+        inputs[f"{s}_seq"] = tmp_path / f"{s}_seq.npy"
+        inputs[f"{s}_profile"] = tmp_path / f"{s}_profile.npy"
+        np.save(inputs[f"{s}_seq"], rng.integers(0, 5, (7, 1000)).astype(np.uint8))
+        np.save(inputs[f"{s}_profile"], rng.poisson(1.0, (7, 1, 250)).astype(np.uint16))
+    spec = {"filters": 4, "dilated_blocks": 1, "acc_head": "globpool", "n_tasks": 1}
+    names = ["pf", "closed"]
+    for seed, name in enumerate(names):
+        torch.manual_seed(seed)
+        save_model(tmp_path / f"{name}.pt", build_model(spec), {"name": name})
+        fake = _Named(
+            rule="evaluate_bias_model",
+            input=_Named(inputs, model=str(tmp_path / f"{name}.pt")),
+            output=_Named(
+                per_window=str(tmp_path / f"{name}.tsv"), predictions=str(tmp_path / f"{name}.npz")
+            ),
+            params=_Named(device="cpu", batch_size=3),
+            wildcards=_Named(bias_model=name),
+            threads=1,
+            log=[str(tmp_path / f"{name}.log")],
+        )
+        runpy.run_path(str(ROOT / "scripts" / "evaluate_bias.py"), init_globals={"snakemake": fake})
+        table = pd.read_csv(tmp_path / f"{name}.tsv", sep="\t")
+        assert tuple(table.columns) == M.BIAS_COLUMNS and len(table) == 7 * len(EP.BIAS_SETS)
+        with np.load(tmp_path / f"{name}.npz") as got:
+            model = build_model(spec)
+            model.load_state_dict(torch.load(tmp_path / f"{name}.pt")["state_dict"])
+            seq = np.load(inputs["closed_ocrs_seq"])
+            np.testing.assert_array_equal(
+                got["closed_ocrs"], bias_profiles(model, seq, batch_size=3)
+            )
+    fake = _Named(
+        rule="compare_bias_models",
+        input=_Named(predictions=[str(tmp_path / f"{n}.npz") for n in names]),
+        output=_Named(pairs=str(tmp_path / "pairs.tsv")),
+        params=_Named(bias_models=names),
+        log=[str(tmp_path / "pairs.log")],
+    )
+    runpy.run_path(str(ROOT / "scripts" / "evaluate_bias.py"), init_globals={"snakemake": fake})
+    pairs = pd.read_csv(tmp_path / "pairs.tsv", sep="\t")
+    assert tuple(pairs.columns) == M.PAIR_COLUMNS and len(pairs) == 7 * len(EP.BIAS_SETS)
 
 
 def test_check_comparisons_names_the_key():

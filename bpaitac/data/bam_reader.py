@@ -50,6 +50,8 @@ _BGZF_MAX_BLOCK = 65536
 
 @dataclass
 class RefIndex:
+    """What the scan needs of one reference's BAI entry."""
+
     linear: np.ndarray  # uint64 virtual offsets of the 16 kb windows
     first: int  # smallest virtual offset of a record of this reference (0 if none)
 
@@ -289,7 +291,11 @@ class _Buffer:
 
 
 class NumbaScanner:
-    """Forward scan of a BAM driven by the BAI linear index; records decoded by `_scan_kernel`."""
+    """Forward scan of a BAM driven by the BAI linear index; records decoded by `_scan_kernel`.
+
+    The counting engine ``numba`` of :func:`bpaitac.data.insertions.count_insertions`, which
+    calls :meth:`scan` once per chromosome inside a ``with`` block.
+    """
 
     SEEK_BYTES = 2 * _BGZF_MAX_BLOCK
     MAX_BYTES = 8 << 20
