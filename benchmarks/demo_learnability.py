@@ -39,11 +39,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bpaitac.data.splits import SPLITS
 from bpaitac.interpret.motifs import read_meme
 from bpaitac.model.network import one_hot
 from bpaitac.model.predict import mean_r_across_targets
 from bpaitac.simulate.motifs import expected_score, log_odds
+from bpaitac.workflow.splits import SPLITS
 
 CENTRAL = slice(300, 700)  # planted sites lie around the OCR centre (site_spread_sd 50 bp)
 

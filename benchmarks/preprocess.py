@@ -236,7 +236,7 @@ def bench_insertions(args: argparse.Namespace, work: Path) -> None:
 
 def child_assemble(work: str, n_celltypes: int) -> dict:
     from bpaitac.data.arrays import assemble_dataset
-    from bpaitac.data.splits import SPLITS
+    from bpaitac.workflow.splits import SPLITS
 
     root = Path(work) / f"c{n_celltypes}"
     cts = [f"ct{i}" for i in range(n_celltypes)]
@@ -254,7 +254,7 @@ def child_assemble(work: str, n_celltypes: int) -> dict:
 
 
 def bench_assembly(args: argparse.Namespace, work: Path) -> None:
-    from bpaitac.data.splits import SPLITS
+    from bpaitac.workflow.splits import SPLITS
 
     n = args.assembly_ocrs
     rng = np.random.default_rng(args.seed)

@@ -28,10 +28,21 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:`` (annotations only)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            yield from (n for child in node.orelse for n in (child, *_runtime_nodes(child)))
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
-    """Package modules ``path`` imports anywhere (top level or inside a function)."""
+    """Package modules ``path`` imports when it runs (top level or inside a function; imports
+    for type annotations only are left out)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -105,3 +116,15 @@ def test_parse_time_imports_load_no_torch_or_matplotlib():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout) == []
+
+
+def test_split_names_are_the_schemas():
+    """The held-out split names are the keys the schema allows under `preprocess.splits`."""
+    import yaml
+
+    from bpaitac.workflow.splits import HELD_OUT, SPLITS, TRAIN
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/preprocess.schema.yaml").read_text())
+    allowed = schema["$defs"]["preprocess"]["properties"]["splits"]["properties"]
+    assert set(HELD_OUT) == set(allowed)
+    assert SPLITS == (TRAIN, *HELD_OUT)

@@ -27,10 +27,10 @@ from scipy.stats import mannwhitneyu
 from bpaitac.data import bias_sets, peaks
 from bpaitac.data.fragments import count_fragment_insertions
 from bpaitac.data.ocr_table import PEAK_ID, read_ocr_table
-from bpaitac.data.splits import BIAS_SET_SPLITS
 from bpaitac.io import InputError, read_celltypes
 from bpaitac.simulate import SimulateConfig, simulate_dataset
 from bpaitac.workflow.config import load_config
+from bpaitac.workflow.splits import BIAS_SET_SPLITS
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

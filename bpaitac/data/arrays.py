@@ -39,8 +39,9 @@ from bpaitac.data.insertions import (
 )
 from bpaitac.data.ocr_table import read_ocr_table
 from bpaitac.data.sequence import encode_sequence
-from bpaitac.data.splits import SPLITS, split_of_chroms
+from bpaitac.data.splits import split_of_chroms
 from bpaitac.io import InputError, atomic_path
+from bpaitac.workflow.splits import SPLITS
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,5 @@
-"""The data splits: their names, and which split an OCR or a protein-free region goes to.
-
-The names are fixed by the data contract (docs/contracts.md: ``results/{dataset}/data/{split}/``
-with split in train, val, test): the config lists held-out chromosomes under
-``preprocess.splits.val`` and ``preprocess.splits.test`` (the schema allows no other key) and
-every other chromosome is train. Numpy only, so the Snakefile can import it at parse time.
-"""
+"""Which split an OCR or a protein-free region goes to (the split names:
+:mod:`bpaitac.workflow.splits`)."""
 
 from __future__ import annotations
 
@@ -13,20 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from bpaitac.io import InputError
-
-TRAIN = "train"
-HELD_OUT: tuple[str, ...] = ("val", "test")
-"""The splits the config names chromosomes for (keys of ``preprocess.splits``)."""
-
-SPLITS: tuple[str, ...] = (TRAIN, *HELD_OUT)
-"""Every split of the OCR arrays, in order."""
-
-BIAS_SET_SPLITS: dict[str, tuple[str, ...]] = {
-    "protein_free": (TRAIN, "val"),
-    "closed_ocrs": SPLITS,
-}
-"""Splits of each Tn5-bias training set: protein-free regions are drawn into train and val
-(:func:`split_regions`); closed OCRs keep their OCR's split."""
+from bpaitac.workflow.splits import HELD_OUT, TRAIN
 
 
 def split_of_chroms(chroms: Sequence[str], splits: Mapping[str, Sequence[str]]) -> np.ndarray:

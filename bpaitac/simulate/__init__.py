@@ -3,9 +3,9 @@
 See ``docs/simulation.md`` for the model. Entry point: :func:`simulate_dataset`.
 """
 
-from bpaitac.simulate.config import TRUTH_FILES, SimulateConfig
+from bpaitac.simulate.config import SimulateConfig
 
-__all__ = ["TRUTH_FILES", "SimulateConfig", "output_layout", "simulate_dataset"]
+__all__ = ["SimulateConfig", "output_layout", "simulate_dataset"]
 
 
 def __getattr__(name: str):

@@ -14,21 +14,6 @@ from typing import Any
 
 from bpaitac.io import ConfigError
 
-# The truth tables written under resources/{dataset}/truth/ (here, not in run.py, so that the
-# workflow can name them without importing the generator).
-TRUTH_FILES = (
-    "motifs.meme",
-    "activity.tsv",
-    "effects.tsv",
-    "tn5_bias.tsv",
-    "sites.tsv",
-    "occupancy.tsv",
-    "accessibility.tsv",
-    "ocrs.tsv",
-    "depth.tsv",
-    "expected_rates.npz",
-)
-
 IUPAC = {
     "A": "A",
     "C": "C",

@@ -24,8 +24,9 @@ import pysam
 from bpaitac.interpret.motifs import write_meme
 from bpaitac.io import atomic_path
 from bpaitac.simulate import bam, bias, genome, grammar, reads, tables
-from bpaitac.simulate.config import TRUTH_FILES, SimulateConfig
+from bpaitac.simulate.config import SimulateConfig
 from bpaitac.simulate.motifs import Motif, load_motifs, meme_motifs
+from bpaitac.workflow.simulation import TRUTH_FILES
 
 log = logging.getLogger(__name__)
 

@@ -121,12 +121,6 @@ def selected_lineages(config: dict) -> list[str]:
     return lineage_order(selected_celltypes(config))
 
 
-def split_names(config: dict) -> list[str]:
-    """The data splits: ``train`` (every chromosome not held out), then the held-out splits of
-    ``preprocess.splits`` (``val``, ``test``)."""
-    return ["train", *config["preprocess"]["splits"]]
-
-
 def model_catalogue(config: dict) -> dict[str, dict]:
     """The model catalogue with ``single_lineage`` entries expanded to one model per lineage.
 

@@ -21,8 +21,8 @@ from bpaitac.workflow.config import (  # noqa: E402
     models_to_train,
     selected_celltypes,
     selected_lineages,
-    split_names,
 )
+from bpaitac.workflow.splits import SPLITS  # noqa: E402
 from bpaitac.workflow.slurm import honour_no_account  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
@@ -53,7 +53,7 @@ wildcard_constraints:
     model=_alternatives(CATALOGUE),
     bias_model=_alternatives(config["bias_models"]),
     seed=r"\d+",
-    split=_alternatives(split_names(config)),
+    split=_alternatives(SPLITS),
 
 
 def gpu_request():

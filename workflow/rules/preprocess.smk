@@ -9,7 +9,7 @@ The closed-OCR p-values are read from resources/ (preprocess.closed_pvalues: tab
 with MACS3 (macs3: closed_pvalues_macs3 per cell type, then closed_pvalues_table; bpaitac.data.peaks).
 """
 
-from bpaitac.data.splits import BIAS_SET_SPLITS, SPLITS
+from bpaitac.workflow.splits import BIAS_SET_SPLITS, SPLITS
 
 # The split names are fixed by the data contract (bpaitac.data.splits; docs/contracts.md).
 PREPROCESS_SPLITS = list(SPLITS)

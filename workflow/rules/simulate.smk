@@ -2,12 +2,12 @@
 
 if config["source"] == "simulate":
 
-    from bpaitac.simulate import TRUTH_FILES as SIMULATION_TRUTH_FILES
-    from bpaitac.simulate import SimulateConfig
+    from bpaitac.workflow.simulation import TRUTH_FILES as SIMULATION_TRUTH_FILES
+    from bpaitac.workflow.simulation import simulation_settings
 
     # Validated simulator knobs with every default filled in (also the rule's params, so a
     # changed default re-runs the simulation).
-    SIMULATE_CONFIG = SimulateConfig.from_dict(config["simulate"])
+    SIMULATE_CONFIG = simulation_settings(config)
     SIMULATED_PROTEIN_FREE_REPLICATES = list(SIMULATE_CONFIG.protein_free_replicates)
 
     # rule all builds the simulation overview figure

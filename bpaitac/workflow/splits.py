@@ -1,0 +1,22 @@
+"""The data splits' names (docs/contracts.md: ``results/{dataset}/data/{split}/``).
+
+The config lists held-out chromosomes under ``preprocess.splits.val`` and ``.test``, the only keys
+its schema allows (a test checks :data:`HELD_OUT` against the schema), and every other chromosome
+is train; so the names are the schema's keys plus ``train``.
+"""
+
+from __future__ import annotations
+
+TRAIN = "train"
+HELD_OUT: tuple[str, ...] = ("val", "test")
+"""The splits the config names chromosomes for (keys of ``preprocess.splits``)."""
+
+SPLITS: tuple[str, ...] = (TRAIN, *HELD_OUT)
+"""Every split of the OCR arrays, in order."""
+
+BIAS_SET_SPLITS: dict[str, tuple[str, ...]] = {
+    "protein_free": (TRAIN, "val"),
+    "closed_ocrs": SPLITS,
+}
+"""Splits of each Tn5-bias training set: protein-free regions are drawn into train and val
+(:func:`bpaitac.data.splits.split_regions`); closed OCRs keep their OCR's split."""
