@@ -20,14 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bpaitac.evaluate.metrics import (
-    Predictions,
-    coefficient_of_variation,
-    load_predictions,
-    rowwise_pearson,
-)
+from bpaitac.evaluate.metrics import Predictions, coefficient_of_variation, load_predictions
 from bpaitac.interpret.tables import save_tsv
 from bpaitac.io import InputError
+from bpaitac.numeric import rowwise_pearson
 
 log = logging.getLogger(__name__)
 
