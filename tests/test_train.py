@@ -31,7 +31,14 @@ from bpaitac.model.network import load_model, one_hot, resolve_device
 from bpaitac.model.predict import write_bias_logits
 from bpaitac.train.callbacks import Callback
 from bpaitac.train.checkpoint import run_identity
-from bpaitac.train.config import TrainingConfig, TrainingDiverged
+from bpaitac.train.config import (
+    RUNTIME_SETTINGS,
+    TrainingConfig,
+    TrainingDiverged,
+    result_settings,
+    runtime_settings,
+)
+from bpaitac.train.early_stopping import EarlyStopping
 from bpaitac.train.loop import HISTORY_COLUMNS
 from bpaitac.train.runs import train_bias_model, train_catalogue_model
 from bpaitac.workflow.train_paths import bias_set_inputs, model_inputs, model_outputs, run_entry
@@ -41,6 +48,7 @@ LINEAGE_OF = dict(zip(TABLE["celltype"], TABLE["lineage"]))
 AITAC = {"arch": "a", "loss": "composite_ce", "lambda": 0.0, "bias": "none", "bin": 1,
          "targets": "celltypes", "seeds": [1]}  # fmt: skip
 BPAITAC = {**AITAC, "lambda": 0.5, "bias": "bm"}
+BIAS_ENTRY = {"data": "protein_free", "arch": "a", "loss": "mnll", "max_epochs": None}
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +256,37 @@ def test_training_config_rejects_unknown_keys_and_matches_schema_defaults():
     assert set(props) == set(fields)
     for name, prop in props.items():
         assert prop["default"] == fields[name], name
+
+
+def test_runtime_settings_leave_the_run_identity_and_the_params_alone():
+    cfg = TrainingConfig.from_dict(TRAINING)
+    runtime = dataclasses.replace(
+        cfg, progress=not cfg.progress, check_every=7, preload="never", preload_max_gb=1.0,
+        eval_batch_size=3,
+    )  # fmt: skip
+    assert run_identity("model", AITAC, cfg) == run_identity("model", AITAC, runtime)
+    full = dataclasses.asdict(cfg)
+    params, rest = result_settings(full), runtime_settings(full)
+    assert set(rest) == set(RUNTIME_SETTINGS) and not set(params) & set(rest)
+    assert {**params, **rest} == full
+    assert TrainingConfig.from_dict({**params, **rest}) == cfg
+
+
+def test_early_stopping_counts_patience_and_its_state_round_trips():
+    stopping = EarlyStopping("val_r_across_ocrs", patience=2, min_delta=0.1)
+    assert stopping.step(1, {"val_r_across_ocrs": float("nan")}) is False  # never an improvement
+    assert stopping.step(2, {"val_r_across_ocrs": 0.3}) is True
+    assert stopping.step(3, {"val_r_across_ocrs": 0.35}) is False  # within min_delta
+    assert not stopping.should_stop
+    resumed = EarlyStopping("val_r_across_ocrs", patience=2, min_delta=0.1)
+    resumed.load_state_dict(stopping.state_dict())
+    assert resumed == stopping and resumed.state_dict() == {
+        "best": 0.3, "best_epoch": 2, "bad_epochs": 1,
+    }  # fmt: skip
+    assert resumed.step(4, {"val_r_across_ocrs": 0.2}) is False and resumed.should_stop
+    assert EarlyStopping("val_loss", patience=1).step(1, {"val_loss": 2.0})  # lower is better
+    with pytest.raises(ValueError, match="monitor 'loss' is not one of"):
+        EarlyStopping("loss", patience=1)
 
 
 def test_training_paths_follow_the_contract():
@@ -462,7 +501,7 @@ def test_bias_model_and_its_logits(data, tmp_path):
     out = tmp_path / "bias_model"
     result = train_bias_model(
         name="bm",
-        bias_entry={"data": "protein_free", "arch": "a", "loss": "jsd"},
+        bias_entry={**BIAS_ENTRY, "loss": "jsd"},
         arch=ARCH,
         training={**TRAINING, "max_epochs": 2},
         seed=0,
@@ -492,7 +531,7 @@ def test_bias_set_with_several_tracks_is_rejected(tmp_path, data):
     with pytest.raises(ValueError, match=r"needs one track"):
         train_bias_model(
             name="bm",
-            bias_entry={"data": "protein_free", "arch": "a"},
+            bias_entry=BIAS_ENTRY,
             arch=ARCH,
             training=TRAINING,
             seed=0,

@@ -157,10 +157,9 @@ def fit(
     ``identity`` describes the run (spec, config, seed); a checkpoint of a different identity is
     ignored (and overwritten). ``callbacks`` are called after the progress bar's hooks.
     """
-    ident = fingerprint(identity)
-    setup = start_fit(model, train.device, loss_fn, cfg, seed, checkpoint, ident, name)
-    setup.callbacks.extend(callbacks)
     state = FitState(EarlyStopping(monitor, cfg.patience, cfg.min_delta))
+    ident = fingerprint(identity)
+    setup = start_fit(model, train.device, loss_fn, cfg, seed, checkpoint, ident, name, callbacks)
     resume(setup, state, train.device)
     while not state.finished(cfg.max_epochs):
         epoch, t0 = state.epoch + 1, time.perf_counter()
@@ -180,8 +179,10 @@ def start_fit(
     checkpoint: str | os.PathLike,
     identity: str,
     name: str,
+    callbacks: Sequence[Callback],
 ) -> FitSetup:
-    """The optimiser, bf16 autocast and torch.compile (CUDA only) and the progress bar."""
+    """The optimiser, bf16 autocast and torch.compile (CUDA only); the progress bar first among
+    the callbacks."""
     amp = cfg.amp and device.type == "cuda"
     if cfg.amp and not amp:
         log.info("training.amp applies to CUDA only; training in fp32 on %s", device)
@@ -192,9 +193,19 @@ def start_fit(
         else:
             log.info("training.compile applies to CUDA only; running eagerly on %s", device)
     optimiser = make_optimiser(model, cfg.learning_rate)
-    bar: list[Callback] = [ProgressBar(name, cfg.max_epochs)] if cfg.progress else []
+    bar = [ProgressBar(name, cfg.max_epochs)] if cfg.progress else []
     return FitSetup(
-        model, step_model, optimiser, loss_fn, cfg, amp, seed, name, checkpoint, identity, bar
+        model,
+        step_model,
+        optimiser,
+        loss_fn,
+        cfg,
+        amp,
+        seed,
+        name,
+        checkpoint,
+        identity,
+        [*bar, *callbacks],
     )
 
 

@@ -131,7 +131,8 @@ def train_catalogue_model(
 ) -> FitResult:
     """Train one catalogue model for one seed; write model.pt, history.tsv, predictions_test.npz.
 
-    ``split_dirs`` maps ``train``/``val``/``test`` to split directories and ``bias_paths`` the
+    ``entry`` is a validated catalogue entry (schema defaults filled). ``split_dirs`` maps
+    ``train``/``val``/``test`` to split directories and ``bias_paths`` the
     same splits to ``bias/{bias_model}.npy`` (None for ``bias: none``); ``lineage_of`` maps the
     cell types in use to their lineages (table order).
     """
@@ -139,8 +140,8 @@ def train_catalogue_model(
     dev = resolve_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    loss_name, lam = str(entry["loss"]), float(entry.get("lambda", 0.0))
-    bias_name = entry.get("bias", "none")
+    loss_name, lam = str(entry["loss"]), float(entry["lambda"])
+    bias_name = entry["bias"]
     if (bias_name != "none") != bool(bias_paths):
         raise ValueError(
             f"model {name}: `bias: {bias_name}` needs bias arrays exactly when it is not `none`."
@@ -157,7 +158,7 @@ def train_catalogue_model(
                 "preprocessing so that every split has the same cell types."
             )
     targets = make_targets(str(entry["targets"]), celltypes, lineage_of)
-    spec = spec_from_config(arch, targets.n_tasks, int(entry.get("bin", 1)))
+    spec = spec_from_config(arch, targets.n_tasks, int(entry["bin"]))
     model = new_model(spec, seed, dev)
     model.init_count_head(torch.from_numpy(target_log_means(splits["train"], targets)))
     log.info(
@@ -253,19 +254,20 @@ def train_bias_model(
 ) -> FitResult:
     """Train a one-task bias model on a bias set (``train``/``val`` dirs) with a profile loss.
 
-    The loss is ``bias_entry["loss"]`` (default ``mnll``). The paper used JSD; MNLL is the
-    default here because it is a proper scoring rule (its expectation is minimised by the true
-    insertion distribution, whereas JSD against sparse observed profiles rewards over-peaked
-    predictions) and it weights each profile by its number of insertions, so the well-sampled
-    protein-free and summed closed-OCR profiles dominate. ``jsd`` and ``ce`` are available.
+    ``bias_entry`` is a validated ``bias_models:`` entry (schema defaults filled). The loss is
+    ``bias_entry["loss"]`` (default ``mnll``). The paper used JSD; MNLL is the default here
+    because it is a proper scoring rule (its expectation is minimised by the true insertion
+    distribution, whereas JSD against sparse observed profiles rewards over-peaked predictions)
+    and it weights each profile by its number of insertions, so the well-sampled protein-free and
+    summed closed-OCR profiles dominate. ``jsd`` and ``ce`` are available.
     ``bias_entry["max_epochs"]``, when set, replaces ``training.max_epochs``. Early stopping
     monitors the validation loss.
     """
     cfg = TrainingConfig.from_dict(training)
-    if bias_entry.get("max_epochs"):
+    if bias_entry["max_epochs"]:
         cfg = replace(cfg, max_epochs=int(bias_entry["max_epochs"]))
     dev = resolve_device(device)
-    kind = str(bias_entry.get("loss", "mnll"))
+    kind = str(bias_entry["loss"])
     splits = {s: load_split(split_dirs[s], with_counts=False) for s in ("train", "val")}
     for split in splits.values():
         if split.profile.shape[1] != 1:
@@ -279,7 +281,7 @@ def train_bias_model(
         "bias model %s: %d parameters, data %s, loss %s, %d train / %d val profiles",
         name,
         count_parameters(model),
-        bias_entry.get("data"),
+        bias_entry["data"],
         kind,
         len(splits["train"]),
         len(splits["val"]),

@@ -36,7 +36,7 @@ def model_inputs(dataset: str, entry: dict[str, Any]) -> dict[str, str | list[st
     files: dict[str, str | list[str]] = {
         s: [f"{data}/{s}/{name}" for name in SPLIT_FILES] for s in DATA_SPLITS
     }
-    bias = entry.get("bias", "none")
+    bias = entry["bias"]
     if bias != "none":
         files.update({f"bias_{s}": f"{data}/{s}/bias/{bias}.npy" for s in DATA_SPLITS})
     return files
