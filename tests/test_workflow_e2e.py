@@ -1,6 +1,8 @@
 """End to end: the whole workflow on the tiny simulated dataset, then the HTML report."""
 
+import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +60,39 @@ def test_rerun_has_nothing_to_do(tiny_run):
     proc = snakemake(workdir, configfile, "-n")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+# Settings that pick how a run goes, not its numbers: changing them must retrain nothing.
+RUNTIME_CHANGES = {"progress": True, "check_every": 7, "preload": "never", "preload_max_gb": 1}
+BIAS_LOGITS_REASON = (
+    "rule bias_logits passes training.eval_batch_size as a param (scripts/bias_logits.py reads "
+    "it from there), so a new value rewrites the bias logits and retrains the models using them"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param(RUNTIME_CHANGES, id="progress"),
+        pytest.param(
+            {"eval_batch_size": 64},
+            id="eval_batch_size",
+            marks=pytest.mark.xfail(strict=True, reason=BIAS_LOGITS_REASON),
+        ),
+    ],
+)
+def test_runtime_training_settings_retrain_nothing(tiny_run, changes):
+    workdir, config, _ = tiny_run
+    changed = copy.deepcopy(config)
+    assert all(changed["training"].get(k) != v for k, v in changes.items())
+    changed["training"].update(changes)
+    configfile = workdir / "runtime_changed.yaml"
+    configfile.write_text(yaml.safe_dump(changed, sort_keys=False))
+    proc = snakemake(workdir, configfile, "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scheduled = re.findall(r"\b(train_model|train_bias_model)\b", proc.stdout + proc.stderr)
+    assert not scheduled, (proc.stdout + proc.stderr)[-3000:]
 
 
 @pytest.mark.slow

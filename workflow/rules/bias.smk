@@ -1,9 +1,12 @@
 """Tn5 bias models: trained on a bias set with a profile-only loss, frozen, logits per split.
 
 `checkpoint.pt` in the model directory is deliberately not an output: it must survive a killed
-job so that the rerun resumes (bpaitac/train/loop.py); it is removed when model.pt is written.
+job so that the rerun resumes (bpaitac/train/checkpoint.py); it is removed when model.pt is
+written. As in train.smk, only the `training:` settings that decide the weights are params of
+train_bias_model.
 """
 
+from bpaitac.train.config import result_settings
 from bpaitac.workflow.train_paths import bias_set_inputs
 
 BIAS_DATA = {name: entry["data"] for name, entry in config["bias_models"].items()}
@@ -28,7 +31,7 @@ rule train_bias_model:
     params:
         entry=lambda wc: config["bias_models"][wc.bias_model],
         arch=lambda wc: config["architectures"][config["bias_models"][wc.bias_model]["arch"]],
-        training=config["training"],
+        training=result_settings(config["training"]),
         seed=config["seed"],
         device=config["device"],
     script:

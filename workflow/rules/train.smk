@@ -1,9 +1,13 @@
 """Model training: one job per catalogue model and seed (bpaitac.workflow.config.model_catalogue).
 
 `checkpoint.pt` in the seed directory is deliberately not an output: it must survive a killed
-job so that the rerun resumes (bpaitac/train/loop.py); it is removed when the outputs are written.
+job so that the rerun resumes (bpaitac/train/checkpoint.py); it is removed when the outputs are
+written. Only the `training:` settings that decide the weights are params (result_settings); the
+runtime ones (progress bar, evaluation batch size, ...) reach the script through the config, so
+changing them retrains nothing.
 """
 
+from bpaitac.train.config import result_settings
 from bpaitac.workflow.train_paths import model_inputs, model_outputs, run_entry
 
 # `figures:` limits the run: only models a selected figure needs (or no figure uses) are trained.
@@ -32,7 +36,7 @@ rule train_model:
     params:
         entry=lambda wc: run_entry(CATALOGUE[wc.model]),
         arch=lambda wc: config["architectures"][CATALOGUE[wc.model]["arch"]],
-        training=config["training"],
+        training=result_settings(config["training"]),
         lineages=LINEAGE_OF,
         device=config["device"],
     script:
