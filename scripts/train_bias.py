@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from bpaitac.io import setup_logging
-from bpaitac.train.config import runtime_settings
 from bpaitac.train.runs import train_bias_model
+from bpaitac.workflow.train_paths import runtime_settings
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -31,17 +31,19 @@ from bpaitac.model.network import load_model, one_hot, resolve_device
 from bpaitac.model.predict import write_bias_logits
 from bpaitac.train.callbacks import Callback
 from bpaitac.train.checkpoint import run_identity
-from bpaitac.train.config import (
-    RUNTIME_SETTINGS,
-    TrainingConfig,
-    TrainingDiverged,
-    result_settings,
-    runtime_settings,
-)
+from bpaitac.train.config import TrainingConfig, TrainingDiverged
 from bpaitac.train.early_stopping import EarlyStopping
 from bpaitac.train.loop import HISTORY_COLUMNS
 from bpaitac.train.runs import train_bias_model, train_catalogue_model
-from bpaitac.workflow.train_paths import bias_set_inputs, model_inputs, model_outputs, run_entry
+from bpaitac.workflow.train_paths import (
+    RUNTIME_SETTINGS,
+    bias_set_inputs,
+    model_inputs,
+    model_outputs,
+    result_settings,
+    run_entry,
+    runtime_settings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LINEAGE_OF = dict(zip(TABLE["celltype"], TABLE["lineage"]))

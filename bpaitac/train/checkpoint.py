@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from bpaitac.io import atomic_path
-from bpaitac.train.config import RUNTIME_SETTINGS, TrainingConfig
+from bpaitac.train.config import TrainingConfig
+from bpaitac.workflow.train_paths import RUNTIME_SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,8 @@ def fingerprint(obj: Any) -> str:
 def run_identity(kind: str, entry: dict[str, Any], cfg: TrainingConfig, **extra: Any) -> dict:
     """What determines a run's numbers (a checkpoint is reused only for the same identity).
 
-    The runtime settings (:data:`~bpaitac.train.config.RUNTIME_SETTINGS`), the display label and
-    the seed list are left out.
+    The runtime settings (:data:`~bpaitac.workflow.train_paths.RUNTIME_SETTINGS`), the display
+    label and the seed list are left out.
     """
     training = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_SETTINGS}
     entry = {k: v for k, v in entry.items() if k not in ("label", "seeds")}

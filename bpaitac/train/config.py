@@ -1,9 +1,7 @@
-"""The ``training:`` settings and the training errors (torch-free: the Snakefile imports it).
+"""The ``training:`` settings of a run and the training errors.
 
-Settings split in two: those that decide the trained weights (optimiser, batches, epochs, early
-stopping, augmentation, bf16/compile) and the runtime settings of :data:`RUNTIME_SETTINGS`, which
-only decide how a run goes (progress bar, NaN-check interval, preloading, evaluation batch size).
-Only the first kind identifies a run: it is a Snakemake param and part of the checkpoint identity.
+Only the settings that decide the weights identify a run (Snakemake params, checkpoint identity);
+the runtime ones are :data:`bpaitac.workflow.train_paths.RUNTIME_SETTINGS`.
 """
 
 from __future__ import annotations
@@ -11,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
-
-RUNTIME_SETTINGS = ("progress", "check_every", "preload", "preload_max_gb", "eval_batch_size")
 
 
 class TrainingDiverged(RuntimeError):
@@ -55,13 +51,3 @@ class TrainingConfig:
                 f"config key `training.preload`: {cfg.preload!r}; use auto, always or never."
             )
         return cfg
-
-
-def result_settings(training: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings of ``training`` that decide the trained weights (all but the runtime ones)."""
-    return {k: v for k, v in training.items() if k not in RUNTIME_SETTINGS}
-
-
-def runtime_settings(training: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings of ``training`` that only decide how a run goes (:data:`RUNTIME_SETTINGS`)."""
-    return {k: training[k] for k in RUNTIME_SETTINGS}

@@ -1,18 +1,21 @@
-"""Paths of the training rules' inputs and outputs (docs/contracts.md).
+"""Paths of the training rules' inputs and outputs (docs/contracts.md), and their params.
 
 Torch-free on purpose: the Snakefile imports it at parse time (workflow/rules/bias.smk and
-train.smk call these from their input functions).
+train.smk call these from their input functions and params).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 DATA_SPLITS = ("train", "val", "test")
 SPLIT_FILES = ("seq.npy", "profile.npy", "counts.npy", "celltypes.txt", "ocrs.tsv")
 BIAS_SET_FILES = ("seq.npy", "profile.npy")
 MODEL_OUTPUTS = ("model.pt", "history.tsv", "predictions_test.npz")
+RUNTIME_SETTINGS = ("progress", "check_every", "preload", "preload_max_gb", "eval_batch_size")
+"""``training:`` settings that decide how a run goes (progress bar, NaN-check interval,
+preloading, evaluation batch size), never the trained weights."""
 
 
 def run_entry(entry: dict[str, Any]) -> dict[str, Any]:
@@ -22,6 +25,21 @@ def run_entry(entry: dict[str, Any]) -> dict[str, Any]:
     runs that already exist (Snakemake reruns jobs whose params change).
     """
     return {k: v for k, v in entry.items() if k not in ("seeds", "label")}
+
+
+def result_settings(training: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``training:`` settings that decide the trained weights: all but
+    :data:`RUNTIME_SETTINGS`.
+
+    Rules pass only these as a param, so that changing a runtime setting retrains nothing; the
+    scripts take the rest from the config (:func:`runtime_settings`).
+    """
+    return {k: v for k, v in training.items() if k not in RUNTIME_SETTINGS}
+
+
+def runtime_settings(training: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`RUNTIME_SETTINGS` of the validated ``training:`` section."""
+    return {k: training[k] for k in RUNTIME_SETTINGS}
 
 
 def bias_set_inputs(dataset: str, data: str) -> dict[str, list[str]]:

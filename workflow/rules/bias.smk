@@ -6,8 +6,7 @@ written. As in train.smk, only the `training:` settings that decide the weights 
 train_bias_model.
 """
 
-from bpaitac.train.config import result_settings
-from bpaitac.workflow.train_paths import bias_set_inputs
+from bpaitac.workflow.train_paths import bias_set_inputs, result_settings
 
 BIAS_DATA = {name: entry["data"] for name, entry in config["bias_models"].items()}
 

@@ -7,8 +7,7 @@ runtime ones (progress bar, evaluation batch size, ...) reach the script through
 changing them retrains nothing.
 """
 
-from bpaitac.train.config import result_settings
-from bpaitac.workflow.train_paths import model_inputs, model_outputs, run_entry
+from bpaitac.workflow.train_paths import model_inputs, model_outputs, result_settings, run_entry
 
 # `figures:` limits the run: only models a selected figure needs (or no figure uses) are trained.
 TARGET_FUNCTIONS["train"] = lambda: model_outputs(
