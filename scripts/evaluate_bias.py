@@ -35,7 +35,9 @@ def evaluate_bias_model() -> None:
     for eval_set in BIAS_SETS:
         seq = np.load(snakemake.input[f"{eval_set}_seq"], mmap_mode="r")
         observed = np.load(snakemake.input[f"{eval_set}_profile"])[:, 0, :].astype(np.float64)
-        predicted = bias_profiles(model, seq, batch_size=snakemake.params.batch_size, device=device)
+        predicted = bias_profiles(
+            model, seq, batch_size=snakemake.config["training"]["eval_batch_size"], device=device
+        )
         observed = bin_to(observed, predicted.shape[1])
         predictions[eval_set] = predicted
         table = bias_window_table(name, eval_set, observed, predicted)

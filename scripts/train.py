@@ -10,13 +10,13 @@ import torch
 
 from bpaitac.io import setup_logging
 from bpaitac.train.runs import train_catalogue_model
+from bpaitac.workflow.splits import SPLITS
 from bpaitac.workflow.train_paths import runtime_settings
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 inp, out, params = snakemake.input, snakemake.output, snakemake.params
-splits = ("train", "val", "test")
-bias = {s: inp[f"bias_{s}"] for s in splits} if "bias_train" in inp.keys() else None
+bias = {s: inp[f"bias_{s}"] for s in SPLITS} if "bias_train" in inp.keys() else None
 train_catalogue_model(
     name=snakemake.wildcards.model,
     entry=dict(params.entry),
@@ -24,7 +24,7 @@ train_catalogue_model(
     training={**params.training, **runtime_settings(snakemake.config["training"])},
     lineage_of=dict(params.lineages),
     seed=int(snakemake.wildcards.seed),
-    split_dirs={s: Path(inp[s][0]).parent for s in splits},
+    split_dirs={s: Path(inp[s][0]).parent for s in SPLITS},
     bias_paths=bias,
     out_model=out.model,
     out_history=out.history,

@@ -10,6 +10,7 @@ import torch
 
 from bpaitac.io import setup_logging
 from bpaitac.train.runs import train_bias_model
+from bpaitac.workflow.splits import FIT_SPLITS
 from bpaitac.workflow.train_paths import runtime_settings
 
 setup_logging(snakemake.log[0])
@@ -21,7 +22,7 @@ train_bias_model(
     arch=dict(params.arch),
     training={**params.training, **runtime_settings(snakemake.config["training"])},
     seed=int(params.seed),
-    split_dirs={s: Path(inp[s][0]).parent for s in ("train", "val")},
+    split_dirs={s: Path(inp[s][0]).parent for s in FIT_SPLITS},
     out_model=out.model,
     out_history=out.history,
     device=params.device,

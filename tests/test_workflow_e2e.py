@@ -64,10 +64,6 @@ def test_rerun_has_nothing_to_do(tiny_run):
 
 # Settings that pick how a run goes, not its numbers: changing them must retrain nothing.
 RUNTIME_CHANGES = {"progress": True, "check_every": 7, "preload": "never", "preload_max_gb": 1}
-BIAS_LOGITS_REASON = (
-    "rule bias_logits passes training.eval_batch_size as a param (scripts/bias_logits.py reads "
-    "it from there), so a new value rewrites the bias logits and retrains the models using them"
-)
 
 
 @pytest.mark.slow
@@ -75,11 +71,7 @@ BIAS_LOGITS_REASON = (
     "changes",
     [
         pytest.param(RUNTIME_CHANGES, id="progress"),
-        pytest.param(
-            {"eval_batch_size": 64},
-            id="eval_batch_size",
-            marks=pytest.mark.xfail(strict=True, reason=BIAS_LOGITS_REASON),
-        ),
+        pytest.param({"eval_batch_size": 64}, id="eval_batch_size"),
     ],
 )
 def test_runtime_training_settings_retrain_nothing(tiny_run, changes):

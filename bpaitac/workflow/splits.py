@@ -14,6 +14,9 @@ HELD_OUT: tuple[str, ...] = ("val", "test")
 SPLITS: tuple[str, ...] = (TRAIN, *HELD_OUT)
 """Every split of the OCR arrays, in order."""
 
+FIT_SPLITS: tuple[str, ...] = (TRAIN, "val")
+"""The splits a network is fitted on (train) and early-stopped on (val)."""
+
 BIAS_SET_SPLITS: dict[str, tuple[str, ...]] = {
     "protein_free": (TRAIN, "val"),
     "closed_ocrs": SPLITS,

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-DATA_SPLITS = ("train", "val", "test")
+from bpaitac.workflow.splits import FIT_SPLITS, SPLITS
+
 SPLIT_FILES = ("seq.npy", "profile.npy", "counts.npy", "celltypes.txt", "ocrs.tsv")
 BIAS_SET_FILES = ("seq.npy", "profile.npy")
 MODEL_OUTPUTS = ("model.pt", "history.tsv", "predictions_test.npz")
@@ -45,18 +46,18 @@ def runtime_settings(training: Mapping[str, Any]) -> dict[str, Any]:
 def bias_set_inputs(dataset: str, data: str) -> dict[str, list[str]]:
     """``train``/``val`` -> arrays of the bias set ``data`` (protein_free or closed_ocrs)."""
     base = f"results/{dataset}/data/bias_sets/{data}"
-    return {s: [f"{base}/{s}/{name}" for name in BIAS_SET_FILES] for s in ("train", "val")}
+    return {s: [f"{base}/{s}/{name}" for name in BIAS_SET_FILES] for s in FIT_SPLITS}
 
 
 def model_inputs(dataset: str, entry: dict[str, Any]) -> dict[str, str | list[str]]:
     """Split arrays per split, plus ``bias_{split}`` logits when the entry uses a bias model."""
     data = f"results/{dataset}/data"
     files: dict[str, str | list[str]] = {
-        s: [f"{data}/{s}/{name}" for name in SPLIT_FILES] for s in DATA_SPLITS
+        s: [f"{data}/{s}/{name}" for name in SPLIT_FILES] for s in SPLITS
     }
     bias = entry["bias"]
     if bias != "none":
-        files.update({f"bias_{s}": f"{data}/{s}/bias/{bias}.npy" for s in DATA_SPLITS})
+        files.update({f"bias_{s}": f"{data}/{s}/bias/{bias}.npy" for s in SPLITS})
     return files
 
 

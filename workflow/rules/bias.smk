@@ -59,6 +59,5 @@ rule bias_logits:
         gpu=gpu_request(),
     params:
         device=config["device"],
-        batch_size=config["training"]["eval_batch_size"],
     script:
         "../../scripts/bias_logits.py"

@@ -109,7 +109,6 @@ rule evaluate_bias_model:
         gpu=gpu_request(),
     params:
         device=config["device"],
-        batch_size=config["training"]["eval_batch_size"],
     script:
         "../../scripts/evaluate_bias.py"
 
