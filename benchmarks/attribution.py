@@ -18,8 +18,9 @@ import time
 import numpy as np
 import torch
 
+from bpaitac.data.sequence import one_hot
 from bpaitac.interpret.attribution import LineageAccessibility, deep_shap, references_for
-from bpaitac.model.network import build_model, count_parameters, one_hot
+from bpaitac.model.network import build_model, count_parameters
 
 # (name, filters, dilated blocks, tasks, lineages): config/config.yaml's `bpaitac` architecture
 # with 3 cell types per lineage, and the paper's network (Methods) on 90 cell types.

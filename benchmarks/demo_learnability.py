@@ -39,8 +39,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from bpaitac.data.sequence import one_hot
 from bpaitac.interpret.motifs import read_meme
-from bpaitac.model.network import one_hot
 from bpaitac.model.predict import mean_r_across_targets
 from bpaitac.simulate.motifs import expected_score, log_odds
 from bpaitac.workflow.splits import SPLITS

@@ -24,7 +24,7 @@ from interpret_chain import (
 )
 from scipy import stats
 
-from bpaitac.data.sequence import decode_sequence
+from bpaitac.data.sequence import decode_sequence, one_hot
 from bpaitac.evaluate.metrics import Predictions
 from bpaitac.interpret import attribution as attr
 from bpaitac.interpret import motifs as mot
@@ -39,7 +39,7 @@ from bpaitac.interpret.insertion import (
 )
 from bpaitac.interpret.regions import region_table, run_regions, selected_regions
 from bpaitac.interpret.seqlets import call_seqlets, projected_per_position, seqlets_for_model
-from bpaitac.interpret.tables import load_attributions, load_cwms, load_footprints, onehot_np
+from bpaitac.interpret.tables import load_attributions, load_cwms, load_footprints
 from bpaitac.interpret.tomtom import run_tomtom
 from bpaitac.interpret.truth import (
     planted_name_map,
@@ -49,7 +49,7 @@ from bpaitac.interpret.truth import (
     truth_recovery,
 )
 from bpaitac.io import ConfigError, InputError
-from bpaitac.model.network import build_model, one_hot, save_model
+from bpaitac.model.network import build_model, save_model
 from bpaitac.workflow import interpret_paths
 from bpaitac.workflow.interpret_paths import attribution_seed, interpret_models, model_labels
 
@@ -322,7 +322,7 @@ def test_cluster_motif_rebuilds_planted_consensus_on_both_strands():
         start = pos + int(rng.integers(0, 2))  # seqlet calls are a base off now and then
         rows.append({"model": "m", "example": i, "lineage": "A", "start": start, "end": pos + 7})
     members = pd.DataFrame(rows)
-    onehot = onehot_np(seqs)
+    onehot = one_hot(seqs)
     res = mot.cluster_motif(members, {"m": hyp}, onehot, {"A": 0}, flank=2, min_overlap=5, trim=0.3)
     assert res["consensus"] in ("GATTACA", "TGTAATC")
     assert res["pfm"].shape == res["cwm"].shape == (4, 7)

@@ -8,6 +8,7 @@ import torch
 import yaml
 from torch import nn
 
+from bpaitac.data.sequence import one_hot
 from bpaitac.model.network import (
     ACC_HEADS,
     BpAITAC,
@@ -15,7 +16,6 @@ from bpaitac.model.network import (
     build_model,
     count_parameters,
     load_model,
-    one_hot,
     resolve_device,
     save_model,
     spec_from_config,

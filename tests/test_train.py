@@ -27,7 +27,8 @@ from bpaitac.data.batches import (
     reverse_complement_batch,
     target_log_means,
 )
-from bpaitac.model.network import load_model, one_hot, resolve_device
+from bpaitac.data.sequence import one_hot
+from bpaitac.model.network import load_model, resolve_device
 from bpaitac.model.predict import write_bias_logits
 from bpaitac.train.callbacks import Callback
 from bpaitac.train.checkpoint import run_identity

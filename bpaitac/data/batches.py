@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bpaitac.model.network import one_hot
+from bpaitac.data.sequence import one_hot
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from bpaitac.data.sequence import one_hot
 from bpaitac.evaluate.metrics import lineage_means, load_predictions
 from bpaitac.interpret.regions import selected_regions
-from bpaitac.interpret.tables import load_test_split, onehot_np, read_tsv, save_npz
+from bpaitac.interpret.tables import load_test_split, read_tsv, save_npz
 from bpaitac.io import InputError
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ def run_attributions(
             f"{len(pred.targets)} targets; rerun the prediction of this model."
         )
     sel = np.asarray(seqs[rows])
-    x = torch.from_numpy(onehot_np(sel))
+    x = torch.from_numpy(one_hot(sel))
     wrapper = LineageAccessibility(model, tasks)
     res = deep_shap(
         wrapper,

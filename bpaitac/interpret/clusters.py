@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bpaitac.data.sequence import one_hot
 from bpaitac.interpret import motifs as mot
-from bpaitac.interpret.tables import load_attributions, onehot_np, read_tsv, save_npz, save_tsv
+from bpaitac.interpret.tables import load_attributions, read_tsv, save_npz, save_tsv
 from bpaitac.io import InputError
 from bpaitac.workflow.interpret_paths import ROLES
 
@@ -92,7 +93,7 @@ def run_clusters(
     lineages = list(data["profile"]["lineages"])
     lin_index = {lin: k for k, lin in enumerate(lineages)}
     hyp = {role: d["hypothetical"] for role, d in data.items()}
-    onehot = onehot_np(data["profile"]["seq"])
+    onehot = one_hot(data["profile"]["seq"])
     mats = []
     for role in ROLES:
         part = seqlets[seqlets["role"] == role]

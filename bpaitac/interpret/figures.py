@@ -26,13 +26,13 @@ from matplotlib.patches import Patch  # noqa: E402
 from scipy.cluster.hierarchy import dendrogram, linkage  # noqa: E402
 from scipy.spatial.distance import squareform  # noqa: E402
 
+from bpaitac.data.sequence import one_hot
 from bpaitac.interpret import motifs as mot  # noqa: E402
 from bpaitac.interpret.clusters import tested_clusters  # noqa: E402
 from bpaitac.interpret.tables import (  # noqa: E402
     load_attributions,
     load_cwms,
     load_footprints,
-    onehot_np,
     read_tsv,
 )
 from bpaitac.io import InputError  # noqa: E402
@@ -123,7 +123,7 @@ def _region_index(data: Mapping[str, np.ndarray], peak: str | None) -> int:
 
 def _projected(data: Mapping[str, np.ndarray], i: int) -> np.ndarray:
     """(K, 4, L) attributions of the bases present of region ``i``."""
-    return data["hypothetical"][i] * onehot_np(data["seq"][i : i + 1])[0][None]
+    return data["hypothetical"][i] * one_hot(data["seq"][i : i + 1])[0][None]
 
 
 def figure_attributions(

@@ -18,9 +18,10 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from bpaitac.data.sequence import one_hot
 from bpaitac.evaluate.metrics import load_predictions
 from bpaitac.interpret.attribution import lineage_task_matrix
-from bpaitac.interpret.tables import onehot_np, read_tsv, save_npz, save_tsv
+from bpaitac.interpret.tables import read_tsv, save_npz, save_tsv
 from bpaitac.io import InputError
 from bpaitac.workflow.interpret_paths import ROLES
 
@@ -45,7 +46,7 @@ def shuffled_backgrounds(seqs: np.ndarray, n: int, seed: int) -> torch.Tensor:
         raise InputError("no test sequences to shuffle for motif insertion.")
     rng = np.random.default_rng(seed)
     idx = rng.choice(pool, size=n, replace=len(pool) < n)
-    x = torch.from_numpy(onehot_np(seqs[np.sort(idx)]))
+    x = torch.from_numpy(one_hot(seqs[np.sort(idx)]))
     seeds = [int(seed) + i for i in range(n)]
     return dinucleotide_shuffle(x, n=1, random_state=seeds, allow_N=not len(clean))[:, 0]
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bpaitac.data.sequence import decode_sequence
-from bpaitac.interpret.tables import load_attributions, onehot_np, save_tsv
+from bpaitac.data.sequence import decode_sequence, one_hot
+from bpaitac.interpret.tables import load_attributions, save_tsv
 from bpaitac.io import InputError
 from bpaitac.workflow.interpret_paths import ROLES
 
@@ -93,7 +93,7 @@ def seqlets_for_model(
 
 def projected_per_position(data: Mapping[str, np.ndarray]) -> np.ndarray:
     """Attribution of the base present per position (N, K, L) from an attribution npz."""
-    onehot = onehot_np(data["seq"])
+    onehot = one_hot(data["seq"])
     return (data["hypothetical"] * onehot[:, None]).sum(axis=2)
 
 

@@ -103,9 +103,3 @@ def load_footprints(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def load_cwms(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Cluster motif name -> CWM (4, w) (:func:`bpaitac.interpret.clusters.run_clusters`)."""
     return _load_npz(path, "interpret_clusters", None)
-
-
-def onehot_np(seqs: np.ndarray) -> np.ndarray:
-    """Base indices (N, L) -> float32 one-hot (N, 4, L); N is all zeros."""
-    table = np.vstack([np.eye(4, dtype=np.float32), np.zeros((1, 4), dtype=np.float32)])
-    return np.ascontiguousarray(table[np.asarray(seqs, dtype=np.int64)].transpose(0, 2, 1))

@@ -101,13 +101,6 @@ class ModelSpec:
         return asdict(self)
 
 
-def one_hot(seq: torch.Tensor) -> torch.Tensor:
-    """Base indices (B, L) with A,C,G,T,N = 0..4 -> float one-hot (B, 4, L); N is all zeros."""
-    table = torch.zeros(5, 4, dtype=torch.float32, device=seq.device)
-    table[:4] = torch.eye(4, dtype=torch.float32, device=seq.device)
-    return table[seq.long()].transpose(1, 2).contiguous()
-
-
 class DilatedResidualBlock(nn.Module):
     """``x + ReLU(BN(conv_d(x)))`` with a width-3 convolution of dilation ``d`` ('same' padding).
 

@@ -18,9 +18,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from bpaitac.data.sequence import one_hot
 from bpaitac.io import InputError, atomic_path
 from bpaitac.model.losses import match_bins
-from bpaitac.model.network import BpAITAC, load_model, one_hot, resolve_device
+from bpaitac.model.network import BpAITAC, load_model, resolve_device
 from bpaitac.numeric import jensen_shannon, rowwise_pearson
 
 log = logging.getLogger(__name__)
