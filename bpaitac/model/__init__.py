@@ -1,0 +1,1 @@
+"""The bpAI-TAC network and its variants, the losses, and predictions with trained networks."""

@@ -1,0 +1,1 @@
+"""Training: the fit loop, checkpoints and resumption, early stopping, callbacks, training runs."""
