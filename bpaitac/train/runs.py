@@ -46,6 +46,7 @@ from bpaitac.train.checkpoint import run_identity, seed_everything
 from bpaitac.train.config import TrainingConfig
 from bpaitac.train.early_stopping import choose_monitor
 from bpaitac.train.loop import HISTORY_COLUMNS, FitResult, LossFn, fit
+from bpaitac.workflow.splits import FIT_SPLITS, HELD_OUT, SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,10 @@ def train_catalogue_model(
         )
     splits = {
         s: load_split(split_dirs[s], bias_path=(bias_paths or {}).get(s))
-        for s in ("train", "val", "test")
+        for s in SPLITS
     }
     celltypes = splits["train"].celltypes
-    for s in ("val", "test"):
+    for s in HELD_OUT:
         if splits[s].celltypes != celltypes:
             raise ValueError(
                 f"{splits[s].source}/celltypes.txt differs from the train split's; rerun "
@@ -268,7 +269,7 @@ def train_bias_model(
         cfg = replace(cfg, max_epochs=int(bias_entry["max_epochs"]))
     dev = resolve_device(device)
     kind = str(bias_entry["loss"])
-    splits = {s: load_split(split_dirs[s], with_counts=False) for s in ("train", "val")}
+    splits = {s: load_split(split_dirs[s], with_counts=False) for s in FIT_SPLITS}
     for split in splits.values():
         if split.profile.shape[1] != 1:
             raise ValueError(
