@@ -17,6 +17,7 @@ from bpaitac.data.insertions import ReadFilter, count_insertions
 from bpaitac.data.sequence import decode_sequence, encode_sequence
 from bpaitac.io import InputError
 from bpaitac.workflow.config import validate_config
+from bpaitac.workflow.splits import BIAS_SET_SPLITS, SPLITS
 
 CELLTYPES = ["LTHSC.34-.BM", "B.Fr.E.BM", "DC.4+.Sp"]
 PREPROCESS = validate_config(
@@ -129,7 +130,7 @@ def inputs(tmp_path_factory, genome) -> dict:
 
 
 def _split_outputs(root: Path) -> dict:
-    return {s: (root / s / "seq.npy", root / s / "ocrs.tsv") for s in splits.SPLITS}
+    return {s: (root / s / "seq.npy", root / s / "ocrs.tsv") for s in SPLITS}
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +236,7 @@ def test_prepare_ocrs_drops_and_splits(prepared, genome, caplog):
         "P1": "train", "P3": "train", "P5": "test", "P6": "val", "P8": "train", "P9": "train"
     }  # fmt: skip
     with pysam.FastaFile(str(genome)) as fa:
-        for split in splits.SPLITS:
+        for split in SPLITS:
             seq = np.load(root / split / "seq.npy")
             table = pd.read_csv(root / split / "ocrs.tsv", sep="\t")
             assert seq.dtype == np.uint8 and seq.shape == (len(table), 1000)
@@ -387,7 +388,7 @@ def test_assemble_dataset(tmp_path, prepared, chunk_bytes):
             tmp_path / s / "counts.npy",
             tmp_path / s / "celltypes.txt",
         )
-        for s in splits.SPLITS
+        for s in SPLITS
     }
     paths = [prepared["insertions"][ct] for ct in CELLTYPES]
     totals = arrays.assemble_dataset(
@@ -397,7 +398,7 @@ def test_assemble_dataset(tmp_path, prepared, chunk_bytes):
     np.testing.assert_array_equal(totals, per_ct.sum(-1))
     qn = arrays.quantile_normalise(totals)
     split = pd.read_csv(root / "ocrs_all.tsv", sep="\t")["split"].to_numpy()
-    for s in splits.SPLITS:
+    for s in SPLITS:
         profile, counts = np.load(out[s][0]), np.load(out[s][1])
         assert profile.dtype == np.uint16 and counts.dtype == np.float32
         np.testing.assert_array_equal(profile, per_ct[split == s])
@@ -412,12 +413,11 @@ def test_assemble_refuses_mismatched_insertions(tmp_path, prepared):
     np.save(bad, np.zeros((2, 250), np.uint16))
     paths = [prepared["insertions"][ct] for ct in CELLTYPES[:2]] + [bad]
     out = {
-        s: (tmp_path / s / "p.npy", tmp_path / s / "c.npy", tmp_path / s / "t.txt")
-        for s in splits.SPLITS
+        s: (tmp_path / s / "p.npy", tmp_path / s / "c.npy", tmp_path / s / "t.txt") for s in SPLITS
     }
     with pytest.raises(InputError, match="re-run its insertions rule"):
         arrays.assemble_dataset(prepared["root"] / "ocrs_all.tsv", paths, CELLTYPES, out)
-    assert not any((tmp_path / s / "p.npy").exists() for s in splits.SPLITS)
+    assert not any((tmp_path / s / "p.npy").exists() for s in SPLITS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,7 +450,7 @@ def test_closed_ocr_set(tmp_path, prepared, genome):
     per_ct[1][i8] = 0
     np.save(tmp_path / "ct1.npy", per_ct[1])
     ins[1] = tmp_path / "ct1.npy"
-    out = {s: tmp_path / "closed" / s for s in splits.BIAS_SET_SPLITS["closed_ocrs"]}
+    out = {s: tmp_path / "closed" / s for s in BIAS_SET_SPLITS["closed_ocrs"]}
     n = bias_sets.closed_ocr_set(root / "ocrs_all.tsv", pv, ins, CELLTYPES, genome, CFG, out)
     expected = {"train": {"P1": [0, 2], "P9": [2]}, "val": {"P6": [2]}, "test": {"P5": [0]}}
     assert n == {s: len(v) for s, v in expected.items()}
@@ -501,7 +501,7 @@ def test_protein_free_set(tmp_path, genome):
             for p in rng.integers(lo + 10, hi - 30, 300)
         ]
         bams.append(write_bam(tmp_path / f"rep{rep}.bam", contigs, reads))
-    out = {s: tmp_path / "pf" / s for s in splits.BIAS_SET_SPLITS["protein_free"]}
+    out = {s: tmp_path / "pf" / s for s in BIAS_SET_SPLITS["protein_free"]}
     n = bias_sets.protein_free_set(bed, bams, genome, CFG, seed=1, out_splits=out)
     tiles = {s: pd.read_csv(out[s] / "windows.tsv", sep="\t") for s in out}
     regions = {s: set(t["name"]) for s, t in tiles.items()}
@@ -523,7 +523,7 @@ def test_protein_free_set(tmp_path, genome):
         np.testing.assert_array_equal(profile[:, 0], pooled)
         np.testing.assert_array_equal(profile.sum(axis=(1, 2)), t["total"])
     assert n == {s: len(t) for s, t in tiles.items()}
-    again = {s: tmp_path / "pf2" / s for s in splits.BIAS_SET_SPLITS["protein_free"]}
+    again = {s: tmp_path / "pf2" / s for s in BIAS_SET_SPLITS["protein_free"]}
     bias_sets.protein_free_set(bed, bams, genome, CFG, seed=1, out_splits=again)
     assert pd.read_csv(again["val"] / "windows.tsv", sep="\t").equals(tiles["val"])  # seeded
 
