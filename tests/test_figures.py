@@ -241,7 +241,8 @@ def test_bias_evaluation_scripts_score_and_compare_bias_models(tmp_path):
             output=_Named(
                 per_window=str(tmp_path / f"{name}.tsv"), predictions=str(tmp_path / f"{name}.npz")
             ),
-            params=_Named(device="cpu", batch_size=3),
+            params=_Named(device="cpu"),
+            config={"training": {"eval_batch_size": 3}},
             wildcards=_Named(bias_model=name),
             threads=1,
             log=[str(tmp_path / f"{name}.log")],

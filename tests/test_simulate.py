@@ -14,7 +14,7 @@ import yaml
 from scipy.stats import chisquare, spearmanr
 
 from bpaitac.data.ocr_table import LEADING_COLUMNS, read_ocr_table
-from bpaitac.data.sequence import decode_sequence
+from bpaitac.data.sequence import decode_sequence, encode_sequence
 from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
 from bpaitac.io import ConfigError, InputError, read_celltypes
 from bpaitac.simulate import SimulateConfig, bias, genome, output_layout, reads, simulate_dataset
@@ -52,7 +52,7 @@ def sim(tmp_path_factory):
 @pytest.fixture(scope="module")
 def codes(sim):
     with pysam.FastaFile(str(sim["dir"] / "genome.fa")) as fa:
-        return {c: genome.encode(fa.fetch(c)) for c in fa.references}
+        return {c: encode_sequence(fa.fetch(c)) for c in fa.references}
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,7 @@ def _footprint_free_profiles(
     effects = pd.read_csv(directory / "truth" / "effects.tsv", sep="\t", index_col=0)[names]
     ocrs = pd.read_csv(directory / "truth" / "ocrs.tsv", sep="\t", index_col=0)
     with pysam.FastaFile(str(directory / "genome.fa")) as fa:
-        codes = {c: genome.encode(fa.fetch(c)) for c in fa.references}
+        codes = {c: encode_sequence(fa.fetch(c)) for c in fa.references}
     _, weights = bias.read_bias_table(directory / "truth" / "tn5_bias.tsv")
     synergy = {"+".join(p.motifs): p.synergy for p in cfg.pairs}
     weight = effects.loc[sites.motif].to_numpy() * occ.loc[sites.site_id].to_numpy()

@@ -147,10 +147,7 @@ def train_catalogue_model(
         raise ValueError(
             f"model {name}: `bias: {bias_name}` needs bias arrays exactly when it is not `none`."
         )
-    splits = {
-        s: load_split(split_dirs[s], bias_path=(bias_paths or {}).get(s))
-        for s in SPLITS
-    }
+    splits = {s: load_split(split_dirs[s], bias_path=(bias_paths or {}).get(s)) for s in SPLITS}
     celltypes = splits["train"].celltypes
     for s in HELD_OUT:
         if splits[s].celltypes != celltypes:
