@@ -11,12 +11,39 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
 import pandas as pd
 
 from bpaitac.interpret import motifs as mot
 from bpaitac.interpret.tables import save_tsv
 
 log = logging.getLogger(__name__)
+
+
+def match_jaspar(
+    queries: dict[str, np.ndarray],
+    *,
+    release: str,
+    q_threshold: float,
+    min_ic: float,
+    min_width: int,
+    n_jobs: int = 1,
+    extra_targets: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """TomTom of ``queries`` against JASPAR CORE vertebrates of ``release`` (plus
+    ``extra_targets``, named by their key after ``:``, in the same target set, so that their
+    p-values have JASPAR's full-size background)."""
+    targets, names = mot.jaspar_motifs(release)
+    extra = extra_targets or {}
+    return mot.tomtom_table(
+        queries,
+        {**targets, **extra},
+        {**names, **{k: k.split(":", 1)[1] for k in extra}},
+        q_threshold=q_threshold,
+        min_ic=min_ic,
+        min_width=min_width,
+        n_jobs=n_jobs,
+    )
 
 
 def run_tomtom(
@@ -31,11 +58,9 @@ def run_tomtom(
 ) -> pd.DataFrame:
     """TomTom of the cluster motifs against JASPAR CORE vertebrates of ``release``."""
     queries = mot.read_meme(meme_path)
-    targets, names = mot.jaspar_motifs(release)
-    table = mot.tomtom_table(
+    table = match_jaspar(
         queries,
-        targets,
-        names,
+        release=release,
         q_threshold=q_threshold,
         min_ic=min_ic,
         min_width=min_width,

@@ -22,6 +22,7 @@ from bpaitac.interpret import motifs as mot
 from bpaitac.interpret.clusters import tested_clusters
 from bpaitac.interpret.insertion import insert_motifs, shuffled_backgrounds
 from bpaitac.interpret.tables import read_tsv, save_tsv
+from bpaitac.interpret.tomtom import match_jaspar
 from bpaitac.io import InputError
 from bpaitac.workflow.interpret_paths import ROLES
 
@@ -227,17 +228,14 @@ def run_truth(
     )
     queries = mot.read_meme(clusters_meme)
     planted = {f"planted:{k}": v for k, v in mot.read_meme(truth_meme, full_names=True).items()}
-    jaspar, names = mot.jaspar_motifs(release)
-    targets = {**jaspar, **planted}
-    names = {**names, **{k: k.split(":", 1)[1] for k in planted}}
-    matches = mot.tomtom_table(
+    matches = match_jaspar(
         queries,
-        targets,
-        names,
+        release=release,
         q_threshold=q_threshold,
         min_ic=min_ic,
         min_width=min_width,
         n_jobs=n_jobs,
+        extra_targets=planted,
     )
     activity = read_activity(activity_tsv, celltypes, lineages)
     raw_names = [k.split(":", 1)[1] for k in planted]
