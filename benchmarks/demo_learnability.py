@@ -278,6 +278,16 @@ def print_targets(results: Path, activity_tsv: Path) -> None:
                 value += "; cluster insertion vs planted site effect: " + ", ".join(
                     f"{k} {v:.2f}" for k, v in rows["r_cluster_site_effect_profile"].items()
                 )
+            if "r_cluster_log_activity_profile" in rows:
+                # Occupancy depends on log activity (docs/simulation.md, step 5): the same
+                # correlations on that scale, judged nowhere, printed for the owner's decision.
+                value += "; vs log activity: cluster " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in rows["r_cluster_log_activity_profile"].items()
+                )
+                if "r_site_effect_log_activity" in rows:
+                    value += "; planted consensus-site effect " + ", ".join(
+                        f"{k} {v:.2f}" for k, v in rows["r_site_effect_log_activity"].items()
+                    )
             lines.append(
                 (
                     "recovered lineage-specific motifs' insertion effect vs activity R >= 0.8",

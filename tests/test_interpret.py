@@ -42,6 +42,7 @@ from bpaitac.interpret.seqlets import call_seqlets, projected_per_position, seql
 from bpaitac.interpret.tables import load_attributions, load_cwms, load_footprints
 from bpaitac.interpret.tomtom import run_tomtom
 from bpaitac.interpret.truth import (
+    log_activity,
     planted_name_map,
     planted_site_effects,
     read_activity,
@@ -454,6 +455,12 @@ def test_read_activity_averages_lineages(tmp_path):
     assert act.loc["SPI1"].tolist() == [2.0, 0.0, 5.0]
 
 
+def test_log_activity_leaves_zero_activity_out():
+    act = pd.Series([0.0, 1.0, np.e], index=["a", "b", "c"])
+    out = log_activity(act)
+    assert np.isnan(out["a"]) and out["b"] == 0 and out["c"] == pytest.approx(1.0)
+
+
 def test_truth_recovery_table():
     clusters = pd.DataFrame(
         {
@@ -491,6 +498,12 @@ def test_truth_recovery_table():
     assert spi1["recovered_by"] == "both"
     assert (spi1["n_profile_seqlets"], spi1["n_reference_seqlets"]) == (7, 6)
     np.testing.assert_allclose([spi1["r_activity_profile"], spi1["r_activity_reference"]], [1, -1])
+    # effects linear in the activity 1, 2, 4 against its log 0, 0.69, 1.39: R below 1
+    r_log = stats.pearsonr([1.0, 2.0, 4.0], np.log([1.0, 2.0, 4.0])).statistic
+    np.testing.assert_allclose(
+        [spi1["r_log_activity_profile"], spi1["r_log_activity_reference"]], [r_log, -r_log]
+    )
+    assert r_log < 0.999
     ebf1 = table.loc["planted:Y EBF1"]
     assert not ebf1["recovered"] and ebf1["recovered_by"] == "none"
     assert np.isnan(ebf1["r_activity_profile"])  # constant activity: undefined R
@@ -769,6 +782,8 @@ def test_run_truth_recovers_a_planted_motif(tmp_path, pipeline):
     # The consensus site's planted effect rises with SPI1's activity but saturates (the
     # consensus is largely bound even at activity 0.1), so it is no linear copy of it.
     assert 0 < spi1["r_site_effect_activity"] < 0.95
+    # occupancy depends on log activity, so the consensus site's effect follows it more closely
+    assert spi1["r_site_effect_log_activity"] > spi1["r_site_effect_activity"]
     assert np.isfinite(
         spi1[["r_site_effect_profile", "r_cluster_site_effect_profile"]].astype(float)
     ).all()

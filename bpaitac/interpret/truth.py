@@ -80,6 +80,8 @@ def truth_recovery(
     consensus; ``cluster_effects`` those of the inserted cluster motifs. ``site_effects``
     (activity row x lineage, :func:`planted_site_effects`) is what one consensus site adds in
     the simulator; the insertion effects are also correlated with it (``r_*site_effect*``).
+    Each correlation with the activity is also given with its logarithm (``r_*log_activity*``),
+    the scale on which the simulator's occupancy depends on it (:func:`log_activity`).
     """
     by_motif = tested_clusters(clusters).set_index("motif")
     rows = []
@@ -100,11 +102,13 @@ def truth_recovery(
             "recovered_by": by.get((n_prof > 0, n_ref > 0), "none"),
         }
         act = activity.loc[name_map[name]] if name in name_map else None
-        truths = {"activity": act}
+        log_act = log_activity(act) if act is not None else None
+        truths = {"activity": act, "log_activity": log_act}
         if site_effects is not None:
             site = site_effects.loc[name_map[name]] if name in name_map else None
             truths["site_effect"] = site
             row["r_site_effect_activity"] = _pearson_over_lineages(site, act)
+            row["r_site_effect_log_activity"] = _pearson_over_lineages(site, log_act)
         for truth, values in truths.items():
             for role in ROLES:
                 row[f"r_{truth}_{role}"] = _effect_activity_r(planted_effects, name, role, values)
@@ -115,6 +119,16 @@ def truth_recovery(
                 )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def log_activity(activity: pd.Series) -> pd.Series:
+    """Natural log of a planted activity; lineages with activity 0 (log undefined) become NaN.
+
+    A TF's activity is a concentration in units of a typical site's Kd, and a site's occupancy
+    is ``expit(log a + s - s_ref)`` (docs/simulation.md, step 5): a one-site effect follows
+    ``log a`` until it saturates, not ``a`` itself.
+    """
+    return np.log(activity.where(activity > 0))
 
 
 def _planted_hits(matches: pd.DataFrame, motifs: pd.Index, planted: str) -> pd.DataFrame:
