@@ -811,6 +811,28 @@ def test_planted_site_effects_saturate_with_activity(tmp_path):
     np.testing.assert_allclose(out.loc["SPI1"].to_numpy(), [2.0, 1.0, 0.0], atol=1e-3)
 
 
+def test_typical_site_is_half_bound_at_activity_one(tmp_path):
+    """Sampled sites are about half bound at activity 1 (typical site's Kd), the consensus more."""
+    jaspar, _ = mot.jaspar_motifs("JASPAR2024")
+    act = pd.DataFrame([[1.0] * 6], index=["SPI1"], columns=CT["celltype"])
+    eff = pd.DataFrame([[1.0] * 6], index=["SPI1"], columns=CT["celltype"])
+    act.to_csv(tmp_path / "activity.tsv", sep="\t")
+    eff.to_csv(tmp_path / "effects.tsv", sep="\t")
+    args = (
+        {"planted:SPI1": jaspar["MA0080.7"]},
+        {"planted:SPI1": "SPI1"},
+        tmp_path / "activity.tsv",
+        tmp_path / "effects.tsv",
+        CT,
+        LINEAGES,
+    )
+    typical = planted_site_effects(*args, n_sampled=4000).loc["SPI1"].to_numpy()
+    consensus = planted_site_effects(*args).loc["SPI1"].to_numpy()
+    # the mean of expit over sampled scores sits near, not at, expit(mean score) = 0.5
+    assert ((typical > 0.3) & (typical < 0.7)).all()
+    assert (consensus > 0.95).all()
+
+
 def test_nothing_to_insert_still_writes_tables_and_figures(pipeline, tmp_path):
     src = pipeline["dir"]
     clusters = pd.read_csv(src / "clusters.tsv", sep="\t").assign(insert=False)

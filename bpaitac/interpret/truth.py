@@ -107,8 +107,8 @@ def truth_recovery(
         if site_effects is not None:
             site = site_effects.loc[name_map[name]] if name in name_map else None
             truths["site_effect"] = site
-            row["r_site_effect_activity"] = _pearson_over_lineages(site, act)
-            row["r_site_effect_log_activity"] = _pearson_over_lineages(site, log_act)
+            row["r_site_effect_activity"] = pearson_over_lineages(site, act)
+            row["r_site_effect_log_activity"] = pearson_over_lineages(site, log_act)
         for truth, values in truths.items():
             for role in ROLES:
                 row[f"r_{truth}_{role}"] = _effect_activity_r(planted_effects, name, role, values)
@@ -146,10 +146,10 @@ def _effect_activity_r(
     sub = effects[(effects["motif"] == motif) & (effects["role"] == role)]
     if sub.empty:
         return np.nan
-    return _pearson_over_lineages(sub.groupby("lineage")["delta"].mean(), activity)
+    return pearson_over_lineages(sub.groupby("lineage")["delta"].mean(), activity)
 
 
-def _pearson_over_lineages(a: pd.Series | None, b: pd.Series | None) -> float:
+def pearson_over_lineages(a: pd.Series | None, b: pd.Series | None) -> float:
     """Pearson R of two per-lineage series over the lineages both have (NaN below 3)."""
     if a is None or b is None:
         return np.nan
@@ -167,6 +167,8 @@ def planted_site_effects(
     effects_tsv: str | os.PathLike,
     celltypes: pd.DataFrame,
     lineages: Sequence[str],
+    n_sampled: int = 0,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """What one site with the consensus of each planted motif adds to accessibility in the
     simulator, averaged per lineage (activity row x lineage).
@@ -174,11 +176,12 @@ def planted_site_effects(
     Per cell type it is ``e_TF,c * expit(log a_TF,c + s_consensus - s_ref)`` (docs/simulation.md,
     steps 5-6): the cell type's effect of a bound site times the consensus site's occupancy.
     Occupancy saturates and ``e_TF,c`` has its own cell-type noise, so this, not the activity
-    alone, is what a perfect model's insertion effect follows.
+    alone, is what a perfect model's insertion effect follows. With ``n_sampled`` > 0 the site
+    is instead a typical one: the effect is averaged over that many sites sampled from the PWM.
     """
     from scipy.special import expit
 
-    from bpaitac.simulate.motifs import expected_score, log_odds
+    from bpaitac.simulate.motifs import expected_score, log_odds, sample_sites, score_sites
 
     activity = read_tsv(activity_tsv)
     activity = activity.set_index(activity.columns[0])
@@ -196,12 +199,14 @@ def planted_site_effects(
         if tf is None or tf not in effect.index:
             continue
         p = (ppm.T + 1e-6) / (ppm.T + 1e-6).sum(axis=1, keepdims=True)  # (w, 4)
-        s_consensus = float(log_odds(p).max(axis=1).sum())
+        if n_sampled:
+            scores = score_sites(sample_sites(p, n_sampled, np.random.default_rng(seed)), p)
+        else:
+            scores = np.array([log_odds(p).max(axis=1).sum()])
         with np.errstate(divide="ignore"):
             log_a = np.log(activity.loc[tf, cols].to_numpy(dtype=float))
-        per_celltype = effect.loc[tf, cols].to_numpy(dtype=float) * expit(
-            log_a + s_consensus - expected_score(p)
-        )
+        occupancy = expit(log_a[None, :] + (scores - expected_score(p))[:, None]).mean(axis=0)
+        per_celltype = effect.loc[tf, cols].to_numpy(dtype=float) * occupancy
         by_lineage = pd.Series(per_celltype, index=cols).groupby(lineage_of).mean()
         rows[tf] = by_lineage.reindex(list(lineages))
     return pd.DataFrame(rows).T
