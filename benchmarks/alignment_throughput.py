@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from bpaitac.data import align  # noqa: E402
 from bpaitac.simulate import fastq  # noqa: E402
 from bpaitac.simulate import genome as sim_genome  # noqa: E402
-from bpaitac.simulate.config import FragmentLengthSpec  # noqa: E402
+from bpaitac.simulate.config import SimulateConfig  # noqa: E402
 from bpaitac.simulate.reads import fragment_length_pmf  # noqa: E402
 from bpaitac.workflow.config import validate_config  # noqa: E402
 
@@ -79,7 +79,7 @@ def simulate(workdir: Path, genome_mb: float, pairs: int, seed: int) -> tuple[Pa
     codes = {f"chr{i + 1}": sim_genome.sample_sequence(model, size, rng) for i in range(n_chroms)}
     sim_genome.write_fasta(workdir / "genome.fa", codes)
     fastq.write_chrm_fasta(workdir / "chrM.fa", seed)
-    pmf = fragment_length_pmf(FragmentLengthSpec())
+    pmf = fragment_length_pmf(SimulateConfig.defaults().fragment_length)
     chrom = rng.integers(0, n_chroms, pairs)
     length = rng.choice(len(pmf), size=pairs, p=pmf).astype(np.int64)
     left = rng.integers(100, size - 2100, pairs)

@@ -26,7 +26,7 @@ from bpaitac.io import InputError
 from bpaitac.simulate import bam as sim_bam
 from bpaitac.simulate import fastq
 from bpaitac.simulate import genome as sim_genome
-from bpaitac.simulate.config import FragmentLengthSpec
+from bpaitac.simulate.config import SimulateConfig
 from bpaitac.simulate.reads import fragment_length_pmf
 from bpaitac.workflow.config import validate_config
 
@@ -65,7 +65,7 @@ def _genome() -> dict[str, np.ndarray]:
 
 def _fragments(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
     """Insertion pairs (chrom index, left, right): 60 % in 20 OCRs, the rest anywhere."""
-    pmf = fragment_length_pmf(FragmentLengthSpec())
+    pmf = fragment_length_pmf(SimulateConfig.defaults().fragment_length)
     sizes = np.array(list(CHROMS.values()))
     n_ocr = int(0.6 * N_FRAGMENTS)
     centres = [(int(c), int(rng.integers(2_000, sizes[c] - 2_000))) for c in rng.integers(0, 3, 20)]

@@ -19,7 +19,6 @@ from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
 from bpaitac.io import ConfigError, InputError, read_celltypes
 from bpaitac.simulate import SimulateConfig, bias, genome, output_layout, reads, simulate_dataset
 from bpaitac.simulate import bam as simbam
-from bpaitac.simulate.config import FragmentLengthSpec
 from bpaitac.simulate.figure import composition_around, coverage, window_totals
 from bpaitac.simulate.motifs import load_motifs, reverse_complement, score_sites
 
@@ -401,7 +400,7 @@ def test_pair_sampler_matches_exact_expected_insertions(mode):
     rng = np.random.default_rng(3)
     width, n_seg = 1200, 3
     rate = _rates(rng, n_seg, width)
-    pmf = reads.fragment_length_pmf(FragmentLengthSpec())
+    pmf = reads.fragment_length_pmf(SimulateConfig.defaults().fragment_length)
     bounds = np.arange(n_seg + 1) * width
     if mode == "short":
         n = np.array([60_000, 30_000, 10_000])
@@ -570,8 +569,9 @@ def test_schema_defaults_match_the_package():
     props = schema["properties"]
     assert all("default" in p and "description" in p for p in props.values())
     defaults = {k: p["default"] for k, p in props.items()}
-    assert SimulateConfig.from_dict(defaults) == SimulateConfig()
-    assert set(props) == set(SimulateConfig().to_dict())
+    # the package takes its defaults from the schema: an empty section is the schema's defaults
+    assert SimulateConfig.from_dict(defaults) == SimulateConfig.defaults()
+    assert set(props) == set(SimulateConfig.defaults().to_dict())
 
 
 @pytest.mark.parametrize(
@@ -616,7 +616,7 @@ def test_synthetic_motif_has_no_jaspar_match():
     from pyjaspar import jaspardb
     from scipy.stats import false_discovery_control
 
-    cfg = SimulateConfig()
+    cfg = SimulateConfig.defaults()
     db = jaspardb(release=cfg.jaspar_release)
     targets = db.fetch_motifs(collection=["CORE"], tax_group=["vertebrates"])
     mats = [np.array([t.counts[b] for b in "ACGT"], float) for t in targets]

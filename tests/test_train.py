@@ -255,10 +255,12 @@ def test_training_config_rejects_unknown_keys_and_matches_schema_defaults():
         TrainingConfig.from_dict({"lr": 0.1})
     schema = yaml.safe_load((ROOT / "workflow/schemas/train.schema.yaml").read_text())
     props = schema["$defs"]["training"]["properties"]
-    fields = {f.name: f.default for f in dataclasses.fields(TrainingConfig)}
-    assert set(props) == set(fields)
+    assert set(props) == {f.name for f in dataclasses.fields(TrainingConfig)}
+    defaults = dataclasses.asdict(TrainingConfig.from_dict({}))  # filled from the schema
     for name, prop in props.items():
-        assert prop["default"] == fields[name], name
+        assert prop["default"] == defaults[name], name
+    with pytest.raises(ValueError, match="training.batch_size"):
+        TrainingConfig.from_dict({"batch_size": 0})
 
 
 def test_runtime_settings_leave_the_run_identity_and_the_params_alone():

@@ -311,18 +311,21 @@ def count_parameters(model: nn.Module) -> int:
 def spec_from_config(arch: dict[str, Any], n_tasks: int, bin_size: int = 1) -> ModelSpec:
     """Combine an ``architectures:`` entry with the task count and bin size of a model.
 
-    The config's entry has its defaults filled by the schema (train.schema.yaml); the fallbacks
-    here equal those defaults and serve hand-written entries (tests, notebooks).
+    The entry is validated against train.schema.yaml with its defaults filled (the workflow's
+    config already is; hand-written entries in tests and notebooks get the same defaults).
     """
+    from bpaitac.workflow.config import complete_section
+
+    arch = complete_section(arch, "train.schema.yaml#/$defs/architecture", "architectures")
     return ModelSpec(
         filters=int(arch["filters"]),
         dilated_blocks=int(arch["dilated_blocks"]),
-        acc_head=str(arch.get("acc_head", "conv")),
+        acc_head=str(arch["acc_head"]),
         n_tasks=int(n_tasks),
         bin_size=int(bin_size),
-        input_kernel=int(arch.get("input_kernel", 25)),
-        profile_kernel=int(arch.get("profile_kernel", 25)),
-        batchnorm=bool(arch.get("batchnorm", True)),
+        input_kernel=int(arch["input_kernel"]),
+        profile_kernel=int(arch["profile_kernel"]),
+        batchnorm=bool(arch["batchnorm"]),
     )
 
 

@@ -7,8 +7,11 @@ the runtime ones are :data:`bpaitac.workflow.train_paths.RUNTIME_SETTINGS`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+SCHEMA_REF = "train.schema.yaml#/$defs/training"
+"""The schema definition of the ``training:`` section (relative to ``workflow/schemas``)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -17,37 +20,27 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """The ``training:`` config section (defaults documented in train.schema.yaml)."""
+    """The ``training:`` config section (defaults only in train.schema.yaml)."""
 
-    learning_rate: float = 1e-3
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    max_epochs: int = 20
-    patience: int = 3
-    min_delta: float = 0.0
-    grad_clip: float | None = None
-    amp: bool = False
-    compile: bool = False
-    preload: str = "auto"
-    preload_max_gb: float = 16.0
-    check_every: int = 20
-    progress: bool = True
-    reverse_complement: bool = False
+    learning_rate: float
+    batch_size: int
+    eval_batch_size: int
+    max_epochs: int
+    patience: int
+    min_delta: float
+    grad_clip: float | None
+    amp: bool
+    compile: bool
+    preload: str
+    preload_max_gb: float
+    check_every: int
+    progress: bool
+    reverse_complement: bool
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> TrainingConfig:
-        """Build from the config section; unknown keys are an error naming the key."""
-        d = dict(d or {})
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(
-                f"config key `training.{unknown[0]}` is unknown; allowed keys: "
-                f"{', '.join(sorted(names))}."
-            )
-        cfg = cls(**d)
-        if cfg.preload not in ("auto", "always", "never"):
-            raise ValueError(
-                f"config key `training.preload`: {cfg.preload!r}; use auto, always or never."
-            )
-        return cfg
+        """Build from the config section, validated against the schema with its defaults filled;
+        errors (unknown keys, values out of range) name the key."""
+        from bpaitac.workflow.config import complete_section
+
+        return cls(**complete_section(dict(d or {}), SCHEMA_REF, "training"))

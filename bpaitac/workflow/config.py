@@ -23,22 +23,35 @@ from bpaitac.workflow.interpret_paths import FIGURES as INTERPRET_FIGURES
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
-def _format_path(path: Any) -> str:
-    return ".".join(str(p) for p in path) or "<top level>"
-
-
 def validate_config(config: dict, schema_path: str | os.PathLike = SCHEMA) -> dict:
     """Validate ``config`` against the JSON schema, fill defaults, check cross-references.
 
     Returns the completed config (a copy). Raises :class:`ConfigError` naming the key.
     """
+    schema_path = Path(schema_path)
+    config = _fill_and_validate(config, yaml.safe_load(schema_path.read_text()), schema_path)
+    check_references(config)
+    return config
+
+
+def complete_section(section: dict | None, ref: str, where: str) -> dict:
+    """One config section validated against its schema definition, with its defaults filled.
+
+    ``ref`` names the definition in ``workflow/schemas`` (``simulate.schema.yaml#/$defs/simulate``);
+    ``where`` is the section's config key, prefixed to error messages. The schema is the only
+    place a default is written: the package's typed configs (simulator, training, network) take
+    theirs from here when they are built outside the workflow (tests, notebooks).
+    """
+    return _fill_and_validate(section or {}, {"$ref": ref}, SCHEMA, where)
+
+
+def _fill_and_validate(instance: dict, schema: dict, schema_path: Path, where: str = "") -> dict:
+    """A copy of ``instance`` validated against ``schema`` with every schema default filled."""
     import jsonschema
     import referencing
 
-    schema_path = Path(schema_path)
-    schema = yaml.safe_load(schema_path.read_text())
     # Resolve relative $ref's against the schema file, as snakemake's validate() does.
-    schema["$id"] = schema_path.resolve().as_uri()
+    schema = {**schema, "$id": schema_path.resolve().as_uri()}
 
     def retrieve(uri: str) -> referencing.Resource:
         target = Path(url2pathname(urlparse(uri).path))
@@ -57,13 +70,19 @@ def validate_config(config: dict, schema_path: str | os.PathLike = SCHEMA) -> di
         yield from validate_properties(validator, properties, instance, sub)
 
     filler = jsonschema.validators.extend(cls, {"properties": set_defaults})
-    config = copy.deepcopy(config)
-    errors = sorted(filler(schema, registry=registry).iter_errors(config), key=lambda e: e.path)
+    instance = copy.deepcopy(instance)
+    errors = sorted(filler(schema, registry=registry).iter_errors(instance), key=lambda e: e.path)
     if errors:
         err = errors[0]
-        raise ConfigError(f"config key `{_format_path(err.absolute_path)}`: {describe_error(err)}")
-    check_references(config)
-    return config
+        path = [where, *map(str, err.absolute_path)]
+        message = describe_error(err)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = err.schema.get("properties", {})
+            path.append(sorted(k for k in err.instance if k not in allowed)[0])
+            message = f"unknown key; allowed keys: {', '.join(sorted(allowed))}."
+        key = ".".join(p for p in path if p)
+        raise ConfigError(f"config key `{key or '<top level>'}`: {message}")
+    return instance
 
 
 def describe_error(err: Any) -> str:
@@ -71,9 +90,6 @@ def describe_error(err: Any) -> str:
     if err.validator == "enum":
         allowed = ", ".join(map(str, err.validator_value))
         return f"{err.instance!r} is not allowed; allowed values: {allowed}."
-    if err.validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
-        return f"{err.message}; allowed keys: {', '.join(allowed)}."
     return err.message + "."
 
 
