@@ -69,6 +69,21 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def require_file(path: str | os.PathLike, what: str, fix: str) -> Path:
+    """``path`` as a :class:`Path`; raises "``{path}: {what} not found; {fix}``" when absent."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found; {fix}")
+    return path
+
+
+def require_columns(path: str | os.PathLike, columns: Any, required: Any, fix: str) -> None:
+    """Raise, naming the file and its header line, when ``required`` are not all in ``columns``."""
+    missing = [c for c in required if c not in set(columns)]
+    if missing:
+        raise InputError(f"{path}, line 1: missing column(s) {missing}; {fix}")
+
+
 def check_unique_columns(path: str | os.PathLike, header: list[str]) -> None:
     """Raise when a table header repeats a column name (pandas would silently rename it)."""
     dup = sorted({c for c in header if header.count(c) > 1})
@@ -126,16 +141,14 @@ def read_celltypes(path: str | os.PathLike, per_lineage: int | None = None) -> p
     allowed); the result always has it (empty strings when the table has no such column).
     ``per_lineage=k`` keeps the first ``k`` cell types of each lineage in table order.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: cell-type table not found; set `celltypes:` in the config.")
+    path = require_file(path, "cell-type table", "set `celltypes:` in the config.")
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    missing = [c for c in CELLTYPE_COLUMNS if c not in table.columns]
-    if missing:
-        raise InputError(
-            f"{path}: missing column(s) {missing}; the header must be "
-            f"{'<TAB>'.join(CELLTYPE_COLUMNS)}."
-        )
+    require_columns(
+        path,
+        table.columns,
+        CELLTYPE_COLUMNS,
+        f"the header must be {'<TAB>'.join(CELLTYPE_COLUMNS)}.",
+    )
     for i, row in enumerate(table.itertuples(index=False), start=2):
         for col in ("celltype", "lineage"):
             if not getattr(row, col).strip():

@@ -42,7 +42,7 @@ import pysam
 
 from bpaitac.data.insertions import ReadFilter, merge_windows
 from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
-from bpaitac.io import InputError, atomic_path
+from bpaitac.io import InputError, atomic_path, require_file
 from bpaitac.workflow.align_paths import BOWTIE2_INDEX_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -391,8 +391,7 @@ def ocr_intervals(path: str | os.PathLike, halfwidth: int = 250) -> pd.DataFrame
             {"chrom": table["chrom"], "start": np.maximum(summit - halfwidth, 0),
              "end": summit + halfwidth}
         )  # fmt: skip
-    if not path.exists():
-        raise InputError(f"{path}: OCR BED file not found.")
+    require_file(path, "OCR BED file", "run the rule that writes it or fix the path.")
     bed = pd.read_csv(path, sep="\t", header=None, comment="#", usecols=[0, 1, 2], dtype={0: str})
     bed.columns = ["chrom", "start", "end"]
     return bed

@@ -33,7 +33,7 @@ import pandas as pd
 
 from bpaitac.data.insertions import merge_windows
 from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
-from bpaitac.io import InputError
+from bpaitac.io import InputError, require_file
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,7 @@ def count_fragment_insertions(
     """Tn5 insertions per base in windows ``[start, start + width)`` from a fragments file,
     the listed replicates pooled. Returns int64 (n_windows, width) in the order of the windows.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: fragments file not found.")
+    path = require_file(path, "fragments file", "run the rule that writes it or fix the path.")
     off_start, off_end = insertion_offsets(shift, shift_plus, shift_minus)
     barcodes = dict(barcodes or {})
     wanted = set(replicates)

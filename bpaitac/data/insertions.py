@@ -45,7 +45,7 @@ import pandas as pd
 import pysam
 
 from bpaitac.data.bam_reader import HAVE_NUMBA, NumbaScanner
-from bpaitac.io import InputError
+from bpaitac.io import InputError, require_file
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +131,7 @@ def ensure_bam_index(bam_path: str | os.PathLike, index_missing: bool = False) -
 
     Raises :class:`InputError` naming the BAM and the ``samtools index`` command otherwise.
     """
-    bam = Path(bam_path)
-    if not bam.exists():
-        raise InputError(f"{bam}: BAM file not found; check the path or the download step.")
+    bam = require_file(bam_path, "BAM file", "check the path or the download step.")
     index = find_bam_index(bam)
     if index is not None:
         if index.stat().st_mtime < bam.stat().st_mtime:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bpaitac.io import InputError, check_unique_columns
+from bpaitac.io import InputError, check_unique_columns, require_columns, require_file
 
 PEAK_ID = "ImmGenATAC1219.peakID"
 CHROM = "chrom"
@@ -44,17 +44,11 @@ def read_ocr_table(
     ``Included.in.systematic.analysis`` (1/0, true/false or yes/no, any case; empty = no).
     Errors name the file, the column or line, and the fix.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: OCR table not found; run the simulate or download step first.")
+    path = require_file(path, "OCR table", "run the simulate or download step first.")
     header = _raw_header(path)
     check_unique_columns(path, header)
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise InputError(
-            f"{path}: missing column(s) {missing}; an ImmGen OCR table starts with "
-            f"{', '.join(REQUIRED_COLUMNS)}."
-        )
+    starts = ", ".join(REQUIRED_COLUMNS)
+    require_columns(path, header, REQUIRED_COLUMNS, f"an ImmGen OCR table starts with {starts}.")
     absent = [c for c in celltypes if c not in header]
     if absent:
         raise InputError(

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bpaitac.io import InputError, atomic_path
+from bpaitac.io import InputError, atomic_path, require_file
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +195,7 @@ def summit_log10p(
 ) -> np.ndarray:
     """-log10 MACS3 p-values at 0-based ``summits``: ``macs3 callpeak --bdg`` on ``bam`` then
     ``macs3 bdgcmp -m ppois``, read at each summit. ``cfg`` is ``preprocess.macs3``."""
-    bam = Path(bam)
-    if not bam.exists():
-        raise InputError(f"{bam}: BAM not found; provide it or fix `download.bam_url_template`.")
+    bam = require_file(bam, "BAM", "provide it or fix `download.bam_url_template`.")
     size = genome_size_argument(cfg["genome_size"], genome_fai)
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)

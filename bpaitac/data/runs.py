@@ -19,7 +19,14 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from bpaitac.io import InputError, alias_map, atomic_path, check_unique_columns
+from bpaitac.io import (
+    InputError,
+    alias_map,
+    atomic_path,
+    check_unique_columns,
+    require_columns,
+    require_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +80,7 @@ def apply_mirror(url: str, mirror: str | None) -> str:
 
 def read_file_report(path: str | os.PathLike) -> pd.DataFrame:
     """Read ENA's read_run file report (TSV, UTF-8) as strings; checks the header."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: ENA file report not found; check `download.run_table_url`.")
+    path = require_file(path, "ENA file report", "check `download.run_table_url`.")
     with open(path, encoding="utf-8") as fh:
         header = fh.readline().rstrip("\r\n").split("\t")
     check_unique_columns(path, header)
@@ -225,16 +230,14 @@ def build_run_table(
 def read_run_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read ``resources/{dataset}/runs.tsv`` (:data:`RUN_COLUMNS`); ``replicate``,
     ``read_pairs`` and ``bytes`` as integers."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: runs table not found; it is written by rule download_run_table.")
+    path = require_file(path, "runs table", "it is written by rule download_run_table.")
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    missing = [c for c in RUN_COLUMNS if c not in table.columns]
-    if missing:
-        raise InputError(
-            f"{path}, line 1: missing column(s) {missing}; the header must be "
-            f"{'<TAB>'.join(RUN_COLUMNS)} (delete the file to have it rebuilt)."
-        )
+    require_columns(
+        path,
+        table.columns,
+        RUN_COLUMNS,
+        f"the header must be {'<TAB>'.join(RUN_COLUMNS)} (delete the file to have it rebuilt).",
+    )
     for col in ("replicate", "read_pairs", "bytes"):
         bad = table.index[~table[col].str.fullmatch(r"\d+")]
         if len(bad):

@@ -28,13 +28,12 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bpaitac.io import InputError, atomic_path
+from bpaitac.io import InputError, atomic_path, require_columns, require_file
 from bpaitac.lazy import LazyModule
 from bpaitac.numeric import profile_jsd, rowwise_pearson
 from bpaitac.workflow.evaluate_paths import SINGLE_LINEAGE
@@ -126,9 +125,7 @@ class Predictions:
 
 def load_predictions(path: str | os.PathLike) -> Predictions:
     """Read and validate a ``predictions_test.npz`` (keys and shapes of docs/contracts.md)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: predictions not found; run the training rule for this model.")
+    path = require_file(path, "predictions", "run the training rule for this model.")
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -347,20 +344,18 @@ def evaluate_predictions(
 
 def read_metrics_table(path: str | os.PathLike, required: Iterable[str]) -> pd.DataFrame:
     """Read a tidy TSV and check it has the ``required`` columns (error names file and column)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: metrics table not found; run the evaluation rule that makes it.")
+    path = require_file(path, "metrics table", "run the evaluation rule that makes it.")
     try:
         table = pd.read_csv(path, sep="\t", keep_default_na=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a readable TSV ({exc}); rerun the evaluation rule.") from exc
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise InputError(
-            f"{path}: metrics table lacks column(s) {', '.join(map(repr, missing))}; it has "
-            f"{', '.join(table.columns)}. Delete the file and rerun the evaluation rule "
-            "(snakemake --forcerun) to rebuild it."
-        )
+    require_columns(
+        path,
+        table.columns,
+        required,
+        f"it has {', '.join(table.columns)}. Delete the file and rerun the evaluation rule "
+        "(snakemake --forcerun) to rebuild it.",
+    )
     return table
 
 

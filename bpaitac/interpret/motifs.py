@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,7 +37,7 @@ from scipy.spatial.distance import squareform
 from scipy.special import stdtr
 
 from bpaitac.data.sequence import decode_sequence
-from bpaitac.io import InputError, atomic_path
+from bpaitac.io import InputError, atomic_path, require_file
 
 log = logging.getLogger(__name__)
 
@@ -382,9 +381,7 @@ def read_meme(path: str | os.PathLike, *, full_names: bool = False) -> dict[str,
     """
     from memelite.io import read_meme as _read
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: MEME file not found; run the rule that writes it.")
+    path = require_file(path, "MEME file", "run the rule that writes it.")
     motifs = _read(str(path))
     if full_names:
         return {" ".join(name.split()): m for name, m in motifs.items()}

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bpaitac.io import InputError, atomic_path
+from bpaitac.io import InputError, atomic_path, require_columns, require_file
 
 ATTRIBUTION_ARRAYS = (
     "peak_id",
@@ -50,13 +49,9 @@ def save_tsv(path: str | os.PathLike, table: pd.DataFrame) -> None:
 
 def read_tsv(path: str | os.PathLike, required: Sequence[str] = ()) -> pd.DataFrame:
     """Read a TSV written by these steps; raise naming the missing columns."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: not found; run the rule that writes it.")
+    path = require_file(path, "table", "run the rule that writes it.")
     table = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=["", "NaN", "nan"])
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; rerun the rule that writes it.")
+    require_columns(path, table.columns, required, "rerun the rule that writes it.")
     return table
 
 
@@ -78,9 +73,7 @@ def _load_npz(
     path: str | os.PathLike, rule: str, required: Sequence[str] | None
 ) -> dict[str, np.ndarray]:
     """All arrays of an ``.npz`` written by ``rule``; raise naming missing ``required`` ones."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: not found; run {rule}.")
+    path = require_file(path, "arrays", f"run {rule}.")
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     missing = [k for k in required or () if k not in arrays]

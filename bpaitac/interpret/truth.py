@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,7 +22,7 @@ from bpaitac.interpret.clusters import tested_clusters
 from bpaitac.interpret.insertion import insert_motifs, shuffled_backgrounds
 from bpaitac.interpret.tables import read_tsv, save_tsv
 from bpaitac.interpret.tomtom import match_jaspar
-from bpaitac.io import InputError
+from bpaitac.io import InputError, require_file
 from bpaitac.workflow.interpret_paths import ROLES
 
 log = logging.getLogger(__name__)
@@ -33,9 +32,7 @@ def read_activity(
     path: str | os.PathLike, celltypes: pd.DataFrame, lineages: Sequence[str]
 ) -> pd.DataFrame:
     """Planted TF activity (TF x cell type TSV, first column the TF) -> TF x lineage means."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: planted activities not found; run the simulator.")
+    path = require_file(path, "planted activities", "run the simulator.")
     table = pd.read_csv(path, sep="\t", index_col=0)
     lineage_of = dict(zip(celltypes["celltype"], celltypes["lineage"]))
     cols = [c for c in table.columns if c in lineage_of]

@@ -41,7 +41,7 @@ import pandas as pd
 import pysam
 
 from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS, minus_read_end, plus_read_start
-from bpaitac.io import InputError, atomic_path
+from bpaitac.io import InputError, atomic_path, require_file
 
 NEXTERA_R1_READTHROUGH = "CTGTCTCTTATACACATCTCCGAGCCCACGAGAC"
 """What read 1 reads after the end of a short molecule (mosaic end + i7 adapter)."""
@@ -122,9 +122,7 @@ def write_chrm_fasta(path: str | os.PathLike, seed: int, length: int = MM10_CHRM
 
 def load_genome(fasta: str | os.PathLike) -> dict[str, np.ndarray]:
     """Chromosome -> upper-case ASCII codes (uint8) of a FASTA (indexed or not)."""
-    fasta = Path(fasta)
-    if not fasta.exists():
-        raise InputError(f"{fasta}: genome FASTA not found; run the simulate step first.")
+    fasta = require_file(fasta, "genome FASTA", "run the simulate step first.")
     out = {}
     with pysam.FastxFile(str(fasta)) as fh:
         for rec in fh:
