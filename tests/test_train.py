@@ -369,6 +369,18 @@ def test_training_is_deterministic_per_seed(data, tmp_path):
     assert not torch.equal(wa["input_conv.weight"], wc["input_conv.weight"])
 
 
+def test_model_records_the_torch_thread_count_it_was_trained_with(data, tmp_path):
+    """The weights repeat only for the same thread count, so model.pt says which it was."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        run(data, tmp_path, training={"max_epochs": 1})
+    finally:
+        torch.set_num_threads(before)
+    spec = torch.load(tmp_path / "model.pt", weights_only=False)["spec"]
+    assert spec["torch_threads"] == 1
+
+
 def test_preloaded_and_memory_mapped_batches_train_identically(data, tmp_path):
     run(data, tmp_path / "a", training={"max_epochs": 1, "preload": "always"})
     run(data, tmp_path / "b", training={"max_epochs": 1, "preload": "never"})

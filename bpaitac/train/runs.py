@@ -84,7 +84,16 @@ def fit_and_save(
 ) -> FitResult:
     """Fit ``model`` on the train/val ``splits`` (checkpoint beside ``out_model``), then write
     ``write_outputs``' files, ``history.tsv`` and ``model.pt`` (``meta`` + best epoch) and remove
-    the checkpoint."""
+    the checkpoint.
+
+    The weights are reproducible for the same device and the same number of torch threads
+    (Snakemake's ``threads``): a different thread count sums in another order, and training
+    grows those rounding differences into seed-sized ones. The count is logged and stored.
+    """
+    threads = torch.get_num_threads()
+    log.info(
+        "%s: %d torch thread(s) on %s (results repeat for the same count)", name, threads, device
+    )
     train, val = train_val_sources(
         splits,
         targets,
@@ -109,7 +118,9 @@ def fit_and_save(
     if write_outputs is not None:
         write_outputs(model, result)
     write_history(out_history, result.history)
-    save_model(out_model, model, {**meta, "best_epoch": result.best_epoch})
+    save_model(
+        out_model, model, {**meta, "best_epoch": result.best_epoch, "torch_threads": threads}
+    )
     checkpoint.unlink(missing_ok=True)
     return result
 
