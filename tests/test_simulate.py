@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from itertools import pairwise
 from pathlib import Path
@@ -572,6 +573,14 @@ def test_schema_defaults_match_the_package():
     # the package takes its defaults from the schema: an empty section is the schema's defaults
     assert SimulateConfig.from_dict(defaults) == SimulateConfig.defaults()
     assert set(props) == set(SimulateConfig.defaults().to_dict())
+
+
+def test_default_simulate_params_are_unchanged():
+    """The simulate rule's params are ``SimulateConfig.to_dict()`` (values *and* key order): any
+    change re-runs every simulation and everything after it. Update the digest only for a
+    change meant to do that (a new knob, a new default)."""
+    digest = hashlib.sha256(repr(SimulateConfig.defaults().to_dict()).encode()).hexdigest()
+    assert digest == "9de7b788c8f179a720a8f7a2300e6b110e297b87cb0e1f9599fdd6a8cb9f7c6e"
 
 
 @pytest.mark.parametrize(

@@ -46,16 +46,20 @@ ALL_LINEAGES = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MotifSpec:
-    """One planted TF: a JASPAR matrix or a synthetic IUPAC consensus, its activity and effects."""
+    """One planted TF: a JASPAR matrix or a synthetic IUPAC consensus, its activity and effects.
+
+    The field order is the order of the simulate rule's params (``SimulateConfig.to_dict``):
+    changing it re-runs every simulation.
+    """
 
     name: str
-    effect: float
-    footprint: float
     jaspar_id: str | None = None
     consensus: str | None = None
     activity: dict[str, float] = field(default_factory=dict)
+    effect: float
+    footprint: float
 
 
 @dataclass(frozen=True)
