@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +77,12 @@ def require_file(path: str | os.PathLike, what: str, fix: str) -> Path:
     return path
 
 
-def require_columns(path: str | os.PathLike, columns: Any, required: Any, fix: str) -> None:
+def require_columns(
+    path: str | os.PathLike, columns: Iterable[str], required: Iterable[str], fix: str
+) -> None:
     """Raise, naming the file and its header line, when ``required`` are not all in ``columns``."""
-    missing = [c for c in required if c not in set(columns)]
+    present = set(columns)
+    missing = [c for c in required if c not in present]
     if missing:
         raise InputError(f"{path}, line 1: missing column(s) {missing}; {fix}")
 
