@@ -3,6 +3,7 @@
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -11,6 +12,7 @@ from torch import nn
 from bpaitac.data.sequence import one_hot
 from bpaitac.model.network import (
     ACC_HEADS,
+    ACC_OUTPUTS,
     BpAITAC,
     ModelSpec,
     build_model,
@@ -159,9 +161,10 @@ def test_binning_sums_logits_including_bias_before_softmax():
     torch.testing.assert_close(probs.sum(-1), torch.ones(2, 3))
 
 
+@pytest.mark.parametrize("acc_output", ACC_OUTPUTS)
 @pytest.mark.parametrize("head", ACC_HEADS)
-def test_every_nonlinearity_is_its_own_module_called_once(head):
-    model = tiny(acc_head=head)
+def test_every_nonlinearity_is_its_own_module_called_once(head, acc_output):
+    model = tiny(acc_head=head, acc_output=acc_output)
     calls: dict[int, int] = {}
 
     def count(mod, inputs, output):
@@ -172,7 +175,8 @@ def test_every_nonlinearity_is_its_own_module_called_once(head):
     for m in relus + bns:
         m.register_forward_hook(count)
     model(seqs(1))
-    assert len(relus) == 1 + 2 + (3 if head == "conv" else 0)
+    output_relu = 1 if acc_output == "relu_linear" else 0
+    assert len(relus) == 1 + 2 + (3 if head == "conv" else 0) + output_relu
     assert len(bns) == 2 + (3 if head == "conv" else 0)
     assert sorted(calls.values()) == [1] * (len(relus) + len(bns))
     assert len({id(m) for m in relus + bns}) == len(relus) + len(bns)
@@ -186,14 +190,49 @@ def test_accessibility_head_variants_differ_in_size():
     assert sizes["conv"] == 3 * (8 * 8 * 3 + 8 + 2 * 8) + 8 * 8 * 3 + 3  # conv + BN per block
 
 
+@pytest.mark.parametrize("acc_output", ACC_OUTPUTS)
 @pytest.mark.parametrize("head", ACC_HEADS)
-def test_count_head_starts_as_the_mean_predictor(head):
-    model = tiny(acc_head=head)
+def test_count_head_starts_as_the_mean_predictor(head, acc_output):
+    model = tiny(acc_head=head, acc_output=acc_output)
     model.init_count_head(torch.tensor([1.0, 2.0, 3.0]))
     _, log_counts = model(seqs(2))
-    assert log_counts.tolist() == [[1.0, 2.0, 3.0]] * 2
+    torch.testing.assert_close(log_counts, torch.tensor([[1.0, 2.0, 3.0]] * 2))
+    own = model.accessibility_output(seqs(2))
+    expected = [1.0, 2.0, 3.0] if acc_output == "log" else np.expm1([1.0, 2.0, 3.0]).tolist()
+    torch.testing.assert_close(own, torch.tensor([expected] * 2))
     with pytest.raises(ValueError, match="offsets"):
         model.init_count_head(torch.zeros(2))
+
+
+def test_relu_linear_output_is_the_log_of_one_plus_a_rectified_linear_count():
+    """acc_output relu_linear (the authors' code): counts ReLU(z) >= 0, forward log(1 + counts)."""
+    model = tiny(acc_output="relu_linear").eval()
+    x = seqs(3)
+    with torch.no_grad():
+        model.acc_head.linear.bias.copy_(torch.tensor([-50.0, 0.5, 20.0]))
+        counts = model.accessibility_output(x)
+        _, log_counts = model(x)
+    assert (counts[:, 0] == 0).all() and (counts >= 0).all()
+    torch.testing.assert_close(log_counts, torch.log1p(counts))
+    log_model = tiny(acc_output="log").eval()
+    log_model.load_state_dict(model.state_dict())  # the same parameters: no extra ones
+    with torch.no_grad():
+        z = log_model.accessibility_output(x)
+        torch.testing.assert_close(log_model(x)[1], z)
+    torch.testing.assert_close(counts, torch.relu(z))
+
+
+def test_input_relu_switch_follows_text_or_code():
+    """input_relu true (the paper's text) rectifies the first convolution; false (the authors'
+    code) passes it on as it is; the parameters are the same."""
+    x = seqs(2)
+    text, code = tiny(), tiny(input_relu=False)
+    code.load_state_dict(text.state_dict())
+    assert isinstance(text.input_relu, nn.ReLU) and isinstance(code.input_relu, nn.Identity)
+    with torch.no_grad():
+        first = text.input_conv(x)
+        torch.testing.assert_close(code.body(x), code.blocks(first))
+        torch.testing.assert_close(text.body(x), text.blocks(torch.relu(first)))
 
 
 def test_spec_validation_names_the_config_key():
@@ -247,6 +286,20 @@ def test_model_files_from_before_batchnorm_load_without_it(tmp_path):
     assert loaded.spec.batchnorm is False
 
 
+def test_model_files_from_before_the_head_switches_load_as_log_heads(tmp_path):
+    old = build_model(dict(filters=8, dilated_blocks=1, acc_head="conv", n_tasks=2,
+                           acc_output="log"))  # fmt: skip
+    save_model(tmp_path / "model.pt", old, {"name": "old"})
+    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    for key in ("input_relu", "acc_output"):
+        del payload["spec"]["model_spec"][key]  # as written before the keys existed
+    torch.save(payload, tmp_path / "model.pt")
+    loaded, _ = load_model(tmp_path / "model.pt")
+    assert loaded.spec.acc_output == "log" and loaded.spec.input_relu is True
+    with pytest.raises(ValueError, match="acc_output"):
+        ModelSpec(8, 1, "conv", 2, acc_output="exp")
+
+
 def test_resolve_device_auto_cpu_cuda_and_unknown_names():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto") == torch.device(expected)
@@ -266,7 +319,7 @@ class _AccessibilityOutput(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)[1]
+        return self.model.accessibility_output(x)
 
 
 class _FunctionalReLU(nn.Module):
@@ -295,9 +348,13 @@ def _shap_warnings(model: BpAITAC) -> list[str]:
     return [str(w.message) for w in caught if "onvergence" in str(w.message)]
 
 
+@pytest.mark.parametrize("acc_output", ACC_OUTPUTS)
 @pytest.mark.parametrize("head", ["conv", "globpool"])
-def test_deepshap_converges_on_the_accessibility_head(head):
-    assert _shap_warnings(tiny(acc_head=head)) == []
-    broken = tiny(acc_head=head)
+def test_deepshap_converges_on_the_accessibility_head(head, acc_output):
+    model, broken = (tiny(acc_head=head, acc_output=acc_output) for _ in range(2))
+    for m in (model, broken):
+        with torch.no_grad():
+            m.acc_head.linear.bias.add_(10.0)  # a live output ReLU, as after training starts
+    assert _shap_warnings(model) == []
     broken.blocks[0].relu = _FunctionalReLU()  # negative control: the check can fail
     assert _shap_warnings(broken)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,10 +61,14 @@ def lineage_task_matrix(
 
 
 class LineageAccessibility(nn.Module):
-    """Wrap a bpAI-TAC network: predicted log-accessibility summed over each lineage's tasks.
+    """Wrap a bpAI-TAC network: the accessibility head's output summed over each lineage's tasks
+    (paper: "summing the predictions for cell types in each lineage before applying DeepSHAP").
 
-    ``forward(x)`` returns (B, n_lineages). No bias is passed (bias zero); the sum is a matrix
-    product, which DeepLIFT treats exactly as the linear operation it is.
+    ``forward(x)`` returns (B, n_lineages): sums of the linear predicted accessibility for heads
+    with ``acc_output: relu_linear`` (the authors' code), of ``log(1 + accessibility)`` for
+    ``log`` heads (:meth:`bpaitac.model.network.BpAITAC.accessibility_output`). No bias is
+    passed (bias zero); the sum is a matrix product, which DeepLIFT treats exactly as the
+    linear operation it is.
     """
 
     def __init__(self, model: nn.Module, task_matrix: np.ndarray) -> None:
@@ -72,8 +77,7 @@ class LineageAccessibility(nn.Module):
         self.register_buffer("weights", torch.as_tensor(task_matrix, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, log_counts = self.model(x)
-        return log_counts @ self.weights
+        return self.model.accessibility_output(x) @ self.weights
 
 
 @dataclass(frozen=True)
@@ -90,11 +94,21 @@ class Attributions:
         return self.hypothetical * onehot[:, None]
 
 
+def reference_seeds(x: torch.Tensor, seed: int) -> list[int]:
+    """One shuffle seed per one-hot sequence of ``x`` (N, 4, L): ``seed`` mixed with a CRC-32
+    of the sequence itself, so a sequence gets the same references whatever else is in the
+    batch and in whichever order the regions were ranked."""
+    rows = x.detach().to(torch.uint8).cpu().numpy()
+    return [(int(seed) * 1_000_003 + zlib.crc32(row.tobytes())) % 2**32 for row in rows]
+
+
 def references_for(x: torch.Tensor, n_shuffles: int, seed: int) -> torch.Tensor:
-    """Dinucleotide-shuffled references (N, n_shuffles, 4, L), seeded per sequence."""
+    """Dinucleotide-shuffled references (N, n_shuffles, 4, L) of one-hot ``x`` (N, 4, L),
+    seeded per sequence (:func:`reference_seeds`)."""
     from tangermeme.ersatz import dinucleotide_shuffle
 
-    return dinucleotide_shuffle(x, n=n_shuffles, random_state=seed, allow_N=True)
+    seeds = reference_seeds(x, seed)
+    return dinucleotide_shuffle(x, n=n_shuffles, random_state=seeds, allow_N=True)
 
 
 def deep_shap(

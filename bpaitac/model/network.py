@@ -10,11 +10,20 @@ Layout (paper Methods, "BpAI-TAC model"):
   task). With bin size ``b`` the logits are summed within bins of ``b`` bases (paper, "Binning
   ablation"; 20 bp bins: 12 bins over the central 240 bp); the softmax over positions is
   applied by the losses (``log_softmax``) and by :meth:`BpAITAC.profile_probs`.
-- **accessibility head**: predicted ``log(1 + total insertions)`` per task, from the full-length
-  body output. ``conv``: 3 x (max-pool 5, conv 3, BN, ReLU) then a linear layer (the paper's head);
+- **accessibility head**: predicted total insertions per task, from the full-length body output.
+  ``conv``: 3 x (max-pool 5, conv 3, BN, ReLU) then a linear layer (the paper's head);
   ``globpool``: global mean-pool + linear (BPNet-like, *GlobPoolAccHead*); ``max50``: max-pool 50
   + linear (*Max50AccHead*); ``fc``: one fully connected layer on the flattened body
-  (*FCAccHead*).
+  (*FCAccHead*). The head's last layer is read one of two ways (``acc_output``):
+  ``relu_linear`` (default; the authors' code, nuriachandra/bpAITAC ``models/modules.py``, where
+  every scalar head ends in a ReLU and predicts linear counts, trained on
+  ``MSE(log(pred + 1), log(y + 1))``): the output ``c = ReLU(z)`` is the predicted accessibility;
+  ``log``: the output ``z`` is ``log(1 + accessibility)`` directly (no output nonlinearity). The
+  paper's text is silent on this. Either way :meth:`BpAITAC.forward` returns
+  ``log(1 + accessibility)``, so losses, predictions and metrics read one quantity.
+- **input ReLU** (``input_relu``): the paper says every body convolution is followed by a ReLU
+  (default true); the authors' code has none after the first (width-25) convolution
+  (``input_relu: false``).
 
 Batch normalisation (``BN``; ``architectures.<name>.batchnorm``, default on) follows the
 authors' published code (nuriachandra/bpAITAC, ``models/modules.py``: ``ResBlock`` is conv, BN,
@@ -46,6 +55,7 @@ logger = logging.getLogger(__name__)
 SEQ_LEN = 1000
 PROFILE_LEN = 250
 ACC_HEADS = ("conv", "globpool", "max50", "fc")
+ACC_OUTPUTS = ("relu_linear", "log")
 BIN_SIZES = (1, 5, 10, 20)
 
 
@@ -61,6 +71,8 @@ class ModelSpec:
     input_kernel: int = 25
     profile_kernel: int = 25
     batchnorm: bool = True
+    input_relu: bool = True
+    acc_output: str = "relu_linear"
     seq_len: int = SEQ_LEN
     profile_len: int = PROFILE_LEN
 
@@ -74,6 +86,11 @@ class ModelSpec:
             raise ValueError(
                 f"ModelSpec: acc_head {self.acc_head!r} is not one of {', '.join(ACC_HEADS)}; "
                 "fix `architectures.<name>.acc_head`."
+            )
+        if self.acc_output not in ACC_OUTPUTS:
+            raise ValueError(
+                f"ModelSpec: acc_output {self.acc_output!r} is not one of "
+                f"{', '.join(ACC_OUTPUTS)}; fix `architectures.<name>.acc_output`."
             )
         if self.bin_size not in BIN_SIZES:
             raise ValueError(
@@ -197,7 +214,7 @@ class BpAITAC(nn.Module):
     ``forward(x, bias=None)`` takes one-hot sequences ``x`` (B, 4, seq_len) and optional bias
     logits (B, profile_len) and returns ``(profile_logits, log_counts)``: profile logits
     (B, T, profile_len // bin_size) before the softmax over positions, and the predicted
-    ``log(1 + total insertions)`` (B, T).
+    ``log(1 + total insertions)`` (B, T), whichever ``acc_output`` the head has.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -205,7 +222,8 @@ class BpAITAC(nn.Module):
         self.spec = spec
         f = spec.filters
         self.input_conv = nn.Conv1d(4, f, spec.input_kernel, padding=spec.input_kernel // 2)
-        self.input_relu = nn.ReLU()
+        # The paper's text (default) or the authors' code (input_relu: false), module docstring.
+        self.input_relu: nn.Module = nn.ReLU() if spec.input_relu else nn.Identity()
         self.blocks = nn.Sequential(
             *[
                 DilatedResidualBlock(f, 2 ** (i + 1), spec.batchnorm)
@@ -214,6 +232,8 @@ class BpAITAC(nn.Module):
         )
         self.profile_conv = nn.Conv1d(f, spec.n_tasks, spec.profile_kernel)
         self.acc_head = make_acc_head(spec)
+        # relu_linear: the head's ReLU output is the linear accessibility (authors' code).
+        self.acc_relu: nn.Module = nn.ReLU() if spec.acc_output == "relu_linear" else nn.Identity()
         self.softmax = nn.Softmax(dim=-1)
         self._init_parameters()
         # Body positions the (unpadded) profile convolution needs for the central window.
@@ -271,11 +291,29 @@ class BpAITAC(nn.Module):
             # In float32 also under bf16 autocast: bias logits span several units.
             dtype = torch.promote_types(logits.dtype, torch.float32)
             logits = logits.to(dtype) + bias.to(dtype).unsqueeze(1)
-        return bin_profile(logits, self.spec.bin_size), self.acc_head(h)
+        return bin_profile(logits, self.spec.bin_size), self._log_accessibility(h)
+
+    def _log_accessibility(self, h: torch.Tensor) -> torch.Tensor:
+        """``log(1 + accessibility)`` (B, T) from the body output ``h`` (B, F, seq_len)."""
+        out = self.acc_relu(self.acc_head(h))
+        if self.spec.acc_output == "log":
+            return out
+        # log1p in float32 also under bf16 autocast (counts span several orders of magnitude).
+        return torch.log1p(out.float())
+
+    def accessibility_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The accessibility head's own output (B, T) for one-hot ``x`` (B, 4, seq_len): the
+        linear accessibility ``ReLU(z)`` with ``acc_output: relu_linear``, ``log(1 +
+        accessibility)`` with ``log``. Built of ``nn.Module`` operations only, so DeepSHAP
+        (tangermeme) attributes it exactly; ``forward``'s ``log1p`` is left out for that reason.
+        """
+        return self.acc_relu(self.acc_head(self.body(x)))
 
     def init_count_head(self, log_means: torch.Tensor) -> None:
-        """Start the accessibility head as the mean predictor: the per-task training mean of
-        ``log(1 + counts)`` as bias and a zero final weight matrix.
+        """Start the accessibility head as the mean predictor: a zero final weight matrix and,
+        as bias, the per-task training mean ``m`` of ``log(1 + counts)`` (``acc_output: log``)
+        or ``expm1(m)`` (``relu_linear``: the constant that minimises the log-count MSE, and a
+        positive start that keeps the output ReLU from dying).
 
         Otherwise the output must climb from ~0 to ~log(1 + typical counts) through the weights,
         and random final weights add noise the loss first removes by silencing the head's last
@@ -287,8 +325,9 @@ class BpAITAC(nn.Module):
             raise ValueError(
                 f"expected {tuple(linear.bias.shape)} offsets, got {tuple(log_means.shape)}."
             )
+        start = torch.expm1(log_means) if self.spec.acc_output == "relu_linear" else log_means
         with torch.no_grad():
-            linear.bias.copy_(log_means.to(linear.bias))
+            linear.bias.copy_(start.to(linear.bias))
             linear.weight.zero_()
 
     def profile_probs(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -326,6 +365,8 @@ def spec_from_config(arch: dict[str, Any], n_tasks: int, bin_size: int = 1) -> M
         input_kernel=int(arch["input_kernel"]),
         profile_kernel=int(arch["profile_kernel"]),
         batchnorm=bool(arch["batchnorm"]),
+        input_relu=bool(arch["input_relu"]),
+        acc_output=str(arch["acc_output"]),
     )
 
 
@@ -414,8 +455,11 @@ def load_model(
         raise ValueError(f"{path}: not a bpaitac model file (needs keys state_dict and spec).")
     spec = payload["spec"]
     model_spec = dict(spec["model_spec"])
-    # Files written before `batchnorm` existed hold networks without BN.
+    # Files written before `batchnorm`, `input_relu` and `acc_output` existed hold networks
+    # without BN, with the input ReLU and with a log-count accessibility output.
     model_spec.setdefault("batchnorm", False)
+    model_spec.setdefault("input_relu", True)
+    model_spec.setdefault("acc_output", "log")
     model = build_model(model_spec).to(device)
     model.load_state_dict(payload["state_dict"])
     model.eval()
