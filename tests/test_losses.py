@@ -18,6 +18,7 @@ from bpaitac.model.losses import (
     profile_ce,
     profile_jsd_loss,
     profile_mnll,
+    profile_mnll_normalised,
     uses_counts,
     uses_profile,
 )
@@ -99,10 +100,19 @@ def test_lambda_one_ignores_totals():
     logits, obs, counts, log_counts = random_case(seed=4)
     logits.requires_grad_(True)
     log_counts.requires_grad_(True)
-    for name, prof in (("composite_ce", profile_ce), ("composite_mnll", profile_mnll)):
-        loss = model_loss(name, 1.0, logits, log_counts, obs, counts)
-        assert loss.item() == pytest.approx(prof(logits, obs).item())
-        other = model_loss(name, 1.0, logits, log_counts * 5 - 2, obs, counts * 9)
+    cases = (
+        ("composite_ce", "normalised_total", profile_ce(logits, obs), True),
+        ("composite_mnll", "insertions", profile_mnll(logits, obs), True),
+        # The authors' MNLL weights each profile by its observed (normalised) total.
+        ("composite_mnll", "normalised_total", profile_mnll_normalised(logits, obs, counts), False),
+    )
+    for name, weight, expected, ignores_observed_totals in cases:
+        loss = model_loss(name, 1.0, logits, log_counts, obs, counts, mnll_weight=weight)
+        assert loss.item() == pytest.approx(expected.item())
+        other_counts = counts * 9 if ignores_observed_totals else counts
+        other = model_loss(
+            name, 1.0, logits, log_counts * 5 - 2, obs, other_counts, mnll_weight=weight
+        )
         assert other.item() == pytest.approx(loss.item())
         loss.backward()
         assert log_counts.grad is None or torch.all(log_counts.grad == 0)
@@ -111,9 +121,32 @@ def test_lambda_one_ignores_totals():
 def test_composite_is_the_lambda_mixture():
     logits, obs, counts, log_counts = random_case(seed=5)
     lam = 0.3
+    mse = (1 - lam) * mse_log_counts(log_counts, counts)
     loss = model_loss("composite_mnll", lam, logits, log_counts, obs, counts)
-    expected = (1 - lam) * mse_log_counts(log_counts, counts) + lam * profile_mnll(logits, obs)
+    expected = mse + lam * profile_mnll_normalised(logits, obs, counts)  # the default weighting
     assert loss.item() == pytest.approx(expected.item())
+    full = model_loss(
+        "composite_mnll", lam, logits, log_counts, obs, counts, mnll_weight="insertions"
+    )
+    assert full.item() == pytest.approx((mse + lam * profile_mnll(logits, obs)).item())
+    with pytest.raises(ValueError, match="mnll_weight"):
+        model_loss("composite_mnll", lam, logits, log_counts, obs, counts, mnll_weight="n")
+
+
+def test_authors_mnll_is_the_normalised_total_times_the_ce():
+    """mnll_weight normalised_total (nuriachandra/bpAITAC MNLLLoss): N * CE, no constant."""
+    logits, obs, counts, _ = random_case(seed=6)
+    obs[0, 0] = 0  # a track without insertions carries no weight
+    loss = profile_mnll_normalised(logits, obs, counts, reduction="none")
+    ce = profile_ce(logits, obs, reduction="none")
+    torch.testing.assert_close(loss, counts * ce)
+    keep = obs.sum(-1) > 0
+    mean = profile_mnll_normalised(logits, obs, counts)
+    assert mean.item() == pytest.approx((counts * ce)[keep].mean().item())
+    z = torch.tensor([[[0.0, math.log(2.0)]]], requires_grad=True)  # p = 1/3, 2/3
+    profile_mnll_normalised(z, torch.tensor([[[1.0, 3.0]]]), torch.tensor([[10.0]])).backward()
+    # d (N CE) / d z = N (p - k / n)
+    assert z.grad[0, 0].tolist() == pytest.approx([10 * (1 / 3 - 1 / 4), 10 * (2 / 3 - 3 / 4)])
 
 
 def test_mse_log_counts_uses_log1p_and_its_gradient():
@@ -170,11 +203,18 @@ def test_mse_per_base_hand_computed():
     log_counts = torch.tensor([[math.log(4.0)]], requires_grad=True)  # rates 2, 2
     obs = torch.tensor([[[1.0, 0.0]]])
     counts = torch.tensor([[2.0]])  # y = 3, 0
-    loss = mse_per_base(logits, log_counts, obs, counts)
+    loss = mse_per_base(logits, log_counts, obs, counts, scale="linear")
     assert loss.item() == pytest.approx((1 + 4) / 2, rel=1e-6)
     loss.backward()
     # d/da mean((r - y)^2) = mean(2 (r - y) r) = (2 * -1 * 2 + 2 * 2 * 2) / 2
     assert log_counts.grad.item() == pytest.approx(2.0, rel=1e-6)
+    # The authors' per-base MSE (the default): of log(1 + r) and log(1 + y).
+    logged = mse_per_base(logits, log_counts, obs, counts)
+    expected = ((math.log(3) - math.log(4)) ** 2 + math.log(3) ** 2) / 2
+    assert logged.item() == pytest.approx(expected, rel=1e-6)
+    assert model_loss("mse", 0.5, logits, log_counts, obs, counts).item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="per_base_mse"):
+        mse_per_base(logits, log_counts, obs, counts, scale="sqrt")
 
 
 def test_binning_sums_counts_and_losses_bin_observations():

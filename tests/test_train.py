@@ -49,7 +49,8 @@ from bpaitac.workflow.train_paths import (
 ROOT = Path(__file__).resolve().parent.parent
 LINEAGE_OF = dict(zip(TABLE["celltype"], TABLE["lineage"]))
 AITAC = {"arch": "a", "loss": "composite_ce", "lambda": 0.0, "bias": "none", "bin": 1,
-         "targets": "celltypes", "seeds": [1]}  # fmt: skip
+         "targets": "celltypes", "seeds": [1], "mnll_weight": "normalised_total",
+         "per_base_mse": "log1p"}  # fmt: skip
 BPAITAC = {**AITAC, "lambda": 0.5, "bias": "bm"}
 BIAS_ENTRY = {"data": "protein_free", "arch": "a", "loss": "mnll", "max_epochs": None}
 
@@ -150,7 +151,9 @@ def test_target_log_means_start_the_model_at_the_training_mean(data, tmp_path):
     run(data, tmp_path, training={"learning_rate": 1e-12, "max_epochs": 1})
     model, _ = load_model(tmp_path / "model.pt")
     offsets = model.acc_head.linear.bias.detach().numpy()
-    np.testing.assert_allclose(offsets, np.log1p(counts).mean(0), rtol=1e-5)
+    # acc_output relu_linear (the schema's default): the linear count whose log1p is the mean.
+    assert model.spec.acc_output == "relu_linear"
+    np.testing.assert_allclose(offsets, np.expm1(np.log1p(counts).mean(0)), rtol=1e-5)
 
 
 def test_large_uint16_counts_survive_the_int16_storage(tmp_path, data):
@@ -587,8 +590,10 @@ def test_bf16_autocast_step_and_prediction_run_on_cpu(data):
     batch = src.take(np.arange(8))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits, log_counts = model(batch.x, batch.bias)
-    # Bias logits span several units: they are added in float32 also under bf16 autocast.
-    assert logits.dtype == torch.float32 and log_counts.dtype == torch.bfloat16
+    # Bias logits span several units: they are added in float32 also under bf16 autocast; the
+    # log1p of a relu_linear head's counts is taken in float32 too.
+    assert model.spec.acc_output == "relu_linear"
+    assert logits.dtype == torch.float32 and log_counts.dtype == torch.float32
     eager = predict_batches(model, src.batches(16), with_profile=True, amp=False)
     mixed = predict_batches(model, src.batches(16), with_profile=True, amp=True)
     np.testing.assert_allclose(mixed["acc_pred"], eager["acc_pred"], atol=0.05)

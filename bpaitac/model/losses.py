@@ -6,13 +6,21 @@ logits ``z_i`` with ``p_i = softmax(z)_i``; predicted accessibility ``a = log(1 
 
 - ``composite_ce``:   ``(1 - lambda) * MSE(a, log(1 + N)) + lambda * CE``,
   ``CE = -sum_i (k_i / n) log p_i`` (every track weighted equally).
-- ``composite_mnll``: ``(1 - lambda) * MSE(a, log(1 + N)) + lambda * MNLL``,
-  ``MNLL = -log Mult(k | n, p) = -log(n! / prod k_i!) - sum_i k_i log p_i = const + n * CE``.
+- ``composite_mnll``: ``(1 - lambda) * MSE(a, log(1 + N)) + lambda * MNLL``, with the MNLL
+  weighting of ``mnll_weight``: ``normalised_total`` (default; the authors' code,
+  nuriachandra/bpAITAC ``models/modules.py`` ``MNLLLoss``: ``N * CE``, the quantile-normalised
+  total times the cross-entropy, the multinomial constant dropped) or ``insertions`` (the full
+  ``-log Mult(k | n, p) = -log(n! / prod k_i!) - sum_i k_i log p_i = const + n * CE``, as
+  ChromBPNet and bpnet-lite). The paper writes the MNLL with ``n^obs`` and drops the constant in
+  its derivation of the CE; it does not say which total weights the profiles.
 - ``poisson`` / ``mse``: act on per-base counts. Predicted rate ``r_i = p_i * exp(a)`` and target
   ``y_i = (k_i / n) * (1 + N)`` (uniform shape when ``n = 0``). Both use ``1 + total`` so that
   ``a`` keeps exactly the meaning of the composite losses' accessibility output (``log(1 + N)``)
   with no clamping; the per-base totals are on the quantile-normalised scale of ``counts.npy``,
-  so predictions of every loss are comparable across cell types.
+  so predictions of every loss are comparable across cell types (the authors compare with the
+  raw per-base counts; docs/fidelity.md). ``mse`` compares ``log(1 + r)`` with ``log(1 + y)``
+  (``per_base_mse: log1p``, default; the authors' ``CompositeLossMSE`` uses their ``MSELogs``)
+  or ``r`` with ``y`` (``linear``).
 
 Tracks with no observed insertions (``n = 0``) have an undefined observed profile; the profile
 losses give them zero weight and average over the tracks with ``n > 0``.
@@ -27,6 +35,8 @@ from bpaitac.numeric import bin_to, jensen_shannon
 
 LOSSES = ("composite_ce", "composite_mnll", "poisson", "mse")
 PROFILE_LOSSES = ("ce", "mnll", "jsd")
+MNLL_WEIGHTS = ("normalised_total", "insertions")
+PER_BASE_MSE = ("log1p", "linear")
 
 
 def _real(x: torch.Tensor) -> torch.Tensor:
@@ -75,6 +85,16 @@ def profile_mnll(logits: torch.Tensor, obs: torch.Tensor, reduction: str = "mean
     return _reduce(nll, (n > 0).to(logits.dtype), reduction)
 
 
+def profile_mnll_normalised(
+    logits: torch.Tensor, obs: torch.Tensor, obs_counts: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """The authors' MNLL: ``N * CE`` per track, ``N`` the quantile-normalised total (B, T) and
+    the multinomial constant dropped (``mnll_weight: normalised_total``)."""
+    ce = profile_ce(logits, obs, reduction="none")
+    n = match_bins(obs, logits).sum(-1)
+    return _reduce(_real(obs_counts) * ce, (n > 0).to(ce.dtype), reduction)
+
+
 def profile_jsd_loss(
     logits: torch.Tensor, obs: torch.Tensor, reduction: str = "mean"
 ) -> torch.Tensor:
@@ -115,12 +135,22 @@ def poisson_per_base(
 
 
 def mse_per_base(
-    logits: torch.Tensor, log_counts: torch.Tensor, obs: torch.Tensor, obs_counts: torch.Tensor
+    logits: torch.Tensor,
+    log_counts: torch.Tensor,
+    obs: torch.Tensor,
+    obs_counts: torch.Tensor,
+    scale: str = "log1p",
 ) -> torch.Tensor:
-    """Mean squared error of per-base counts ``r_i = p_i * exp(a)`` against ``y_i``."""
+    """Mean squared error of per-base counts ``r_i = p_i * exp(a)`` against ``y_i``: of
+    ``log(1 + r)`` and ``log(1 + y)`` (``scale`` ``log1p``, the authors' code) or of ``r`` and
+    ``y`` (``linear``)."""
+    if scale not in PER_BASE_MSE:
+        raise ValueError(f"per_base_mse {scale!r} is not one of {', '.join(PER_BASE_MSE)}.")
     obs = match_bins(obs, logits)
     y = per_base_targets(obs, obs_counts)
     rate = F.softmax(_real(logits), dim=-1) * _real(log_counts).exp().unsqueeze(-1)
+    if scale == "log1p":
+        return F.mse_loss(torch.log1p(rate), torch.log1p(y))
     return F.mse_loss(rate, y)
 
 
@@ -154,6 +184,9 @@ def model_loss(
     log_counts: torch.Tensor,
     obs: torch.Tensor,
     obs_counts: torch.Tensor,
+    *,
+    mnll_weight: str = "normalised_total",
+    per_base_mse: str = "log1p",
 ) -> torch.Tensor:
     """The training loss of a catalogue model (``loss`` in :data:`LOSSES`, ``lambda``).
 
@@ -161,19 +194,28 @@ def model_loss(
     the observed insertions (binned here to match ``logits``) and ``obs_counts`` (B, T) the
     quantile-normalised totals. Terms with weight 0 are not computed at all, so ``lambda = 0``
     leaves the profile head without gradient and ``lambda = 1`` the accessibility head.
+    ``mnll_weight`` (``composite_mnll``) and ``per_base_mse`` (``mse``) are the catalogue
+    entry's keys of the same names; the defaults are the schema's (the authors' code).
     """
     if name == "poisson":
         return poisson_per_base(logits, log_counts, obs, obs_counts)
     if name == "mse":
-        return mse_per_base(logits, log_counts, obs, obs_counts)
+        return mse_per_base(logits, log_counts, obs, obs_counts, per_base_mse)
     if name not in ("composite_ce", "composite_mnll"):
         raise ValueError(f"loss {name!r} is not one of {', '.join(LOSSES)}.")
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lambda must be in [0, 1], got {lam}.")
+    if mnll_weight not in MNLL_WEIGHTS:
+        raise ValueError(f"mnll_weight {mnll_weight!r} is not one of {', '.join(MNLL_WEIGHTS)}.")
     total = _real(log_counts).new_zeros(())
     if lam < 1:
         total = total + (1 - lam) * mse_log_counts(log_counts, obs_counts)
     if lam > 0:
-        kind = "ce" if name == "composite_ce" else "mnll"
-        total = total + lam * profile_loss(kind, logits, obs)
+        if name == "composite_ce":
+            profile = profile_ce(logits, obs)
+        elif mnll_weight == "normalised_total":
+            profile = profile_mnll_normalised(logits, obs, obs_counts)
+        else:
+            profile = profile_mnll(logits, obs)
+        total = total + lam * profile
     return total

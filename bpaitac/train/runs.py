@@ -184,7 +184,16 @@ def train_catalogue_model(
     )
 
     def loss_fn(logits: torch.Tensor, log_counts: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return model_loss(loss_name, lam, logits, log_counts, batch.profile, batch.counts)
+        return model_loss(
+            loss_name,
+            lam,
+            logits,
+            log_counts,
+            batch.profile,
+            batch.counts,
+            mnll_weight=str(entry["mnll_weight"]),
+            per_base_mse=str(entry["per_base_mse"]),
+        )
 
     def write_test_predictions(model: BpAITAC, result: FitResult) -> None:
         with_profile = uses_profile(loss_name, lam)
@@ -206,11 +215,12 @@ def train_catalogue_model(
             with_profile=with_profile,
         )
         log.info(
-            "%s seed %d: best epoch %d; test mean R across targets %.4f",
+            "%s seed %d: best epoch %d; test mean R across targets %.4f (linear; log %.4f)",
             name,
             seed,
             result.best_epoch,
-            mean_r_across_targets(pred["acc_pred"], pred["acc_obs"]),
+            mean_r_across_targets(pred["acc_pred"], pred["acc_obs"], "linear"),
+            mean_r_across_targets(pred["acc_pred"], pred["acc_obs"], "log"),
         )
 
     meta = {
