@@ -71,6 +71,24 @@ def bin_to(profile: Array, n_bins: int) -> Array:
 
 
 # --------------------------------------------------------------------------------------------
+# Accessibility scales
+
+SCALES = ("linear", "log")
+"""The scales an accessibility metric reads: ``linear`` (the paper's and the authors' code:
+predicted counts vs quantile-normalised insertion counts) or ``log`` (``log(1 + x)``)."""
+
+
+def on_scale(log1p_values: Array, scale: str) -> Array:
+    """Accessibility stored as ``log(1 + x)`` (predictions files, prediction loops) on ``scale``:
+    ``x = expm1(values)`` in float64 for ``linear``, the values as they are for ``log``."""
+    if scale == "log":
+        return log1p_values
+    if scale == "linear":
+        return namespace(log1p_values).expm1(as_float64(log1p_values))
+    raise ValueError(f"accessibility scale {scale!r} is not one of {', '.join(SCALES)}.")
+
+
+# --------------------------------------------------------------------------------------------
 # Correlation
 
 

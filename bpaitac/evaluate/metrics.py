@@ -14,8 +14,13 @@ Conventions used throughout:
   alike; lineage and single-lineage models predict lineage targets directly.
 - **coefficient of variation** of an OCR: ``std / mean`` (population std) of ``expm1(acc_obs)``
   across the targets; quartiles ``Q1`` (lowest CV) to ``Q4`` over the test OCRs (Figure 1d).
-- **Pearson R** (:func:`bpaitac.numeric.rowwise_pearson`, the formula the training uses too) and
-  **Spearman R**, the Pearson R of average ranks (ties averaged), as ``scipy.stats.spearmanr``.
+- **Pearson R** (:func:`bpaitac.numeric.rowwise_pearson`, the formula the training uses too) on
+  the **linear** scale, ``expm1`` of the predicted log counts vs the quantile-normalised counts:
+  the paper's metric (the authors' ``utils/load_model.py`` correlates the model's linear output
+  with the total counts), column ``pearson``; the same R of the ``log(1 + x)`` values is kept as
+  ``pearson_log``. **Spearman R**, the Pearson R of average ranks (ties averaged), as
+  ``scipy.stats.spearmanr``, is the same on both scales (``expm1`` is monotone), so it has one
+  column.
 - **JSD** (:func:`bpaitac.numeric.profile_jsd`) is the Jensen-Shannon divergence in bits (base
   2, in [0, 1]), the square of ``scipy.spatial.distance.jensenshannon``.
 - Rows with fewer than two values or a constant side have an undefined R (NaN); tables keep them
@@ -35,7 +40,7 @@ import pandas as pd
 
 from bpaitac.io import InputError, atomic_path, require_columns, require_file
 from bpaitac.lazy import LazyModule
-from bpaitac.numeric import profile_jsd, rowwise_pearson
+from bpaitac.numeric import on_scale, profile_jsd, rowwise_pearson
 from bpaitac.workflow.evaluate_paths import SINGLE_LINEAGE
 
 # scipy.stats is imported when a metric is computed, not when the workflow reads the paths below.
@@ -55,6 +60,7 @@ LEVEL_COLUMNS: dict[str, tuple[str, ...]] = {
         "seed",
         "peak_id",
         "pearson",
+        "pearson_log",
         "spearman",
         "cv",
         "cv_quartile",
@@ -67,12 +73,13 @@ LEVEL_COLUMNS: dict[str, tuple[str, ...]] = {
         "target",
         "lineage",
         "pearson",
+        "pearson_log",
         "spearman",
         "profile_jsd",
         "profile_r",
     ),
-    "lineage_ocr": ("model", "seed", "peak_id", "pearson", "spearman"),
-    "lineage": ("model", "seed", "lineage", "pearson", "spearman"),
+    "lineage_ocr": ("model", "seed", "peak_id", "pearson", "pearson_log", "spearman"),
+    "lineage": ("model", "seed", "lineage", "pearson", "pearson_log", "spearman"),
 }
 """The columns of each evaluation table, in order."""
 
@@ -211,6 +218,16 @@ def rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return rowwise_pearson(stats.rankdata(x, axis=1), stats.rankdata(y, axis=1))
 
 
+def correlations(pred: np.ndarray, obs: np.ndarray) -> dict[str, np.ndarray]:
+    """Row-wise ``pearson`` (linear scale, the paper's), ``pearson_log`` and ``spearman`` of
+    predicted and observed ``log(1 + accessibility)`` arrays (N, T): one value per row."""
+    return {
+        "pearson": rowwise_pearson(on_scale(pred, "linear"), on_scale(obs, "linear")),
+        "pearson_log": rowwise_pearson(pred, obs),
+        "spearman": rowwise_spearman(pred, obs),
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # Lineages and variability
 
@@ -293,8 +310,7 @@ def evaluate_predictions(
             "model": model,
             "seed": int(seed),
             "peak_id": pred.peak_id,
-            "pearson": rowwise_pearson(x, y),
-            "spearman": rowwise_spearman(x, y),
+            **correlations(x, y),
             "cv": cv,
             "cv_quartile": cv_quartiles(cv),
             "profile_jsd": jsd_ocr,
@@ -308,8 +324,7 @@ def evaluate_predictions(
             "seed": int(seed),
             "target": list(pred.targets),
             "lineage": [lineage_of.get(t, "") for t in pred.targets],
-            "pearson": rowwise_pearson(x.T, y.T),
-            "spearman": rowwise_spearman(x.T, y.T),
+            **correlations(x.T, y.T),
             "profile_jsd": jsd_t,
             "profile_r": r_t,
         }
@@ -317,22 +332,10 @@ def evaluate_predictions(
     lx, names = lineage_means(x, pred.targets, lineage_of, lineage_order)
     ly, _ = lineage_means(y, pred.targets, lineage_of, lineage_order)
     per_lineage_ocr = pd.DataFrame(
-        {
-            "model": model,
-            "seed": int(seed),
-            "peak_id": pred.peak_id,
-            "pearson": rowwise_pearson(lx, ly),
-            "spearman": rowwise_spearman(lx, ly),
-        }
+        {"model": model, "seed": int(seed), "peak_id": pred.peak_id, **correlations(lx, ly)}
     )
     per_lineage = pd.DataFrame(
-        {
-            "model": model,
-            "seed": int(seed),
-            "lineage": names,
-            "pearson": rowwise_pearson(lx.T, ly.T),
-            "spearman": rowwise_spearman(lx.T, ly.T),
-        }
+        {"model": model, "seed": int(seed), "lineage": names, **correlations(lx.T, ly.T)}
     )
     return {
         "ocr": per_ocr,
@@ -519,19 +522,26 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "per_ocr_pearson_mean",
     "per_ocr_pearson_mean_sd",
     "per_ocr_pearson_median",
+    "paper_per_ocr_pearson_mean",
+    "per_ocr_pearson_log_mean",
     "per_ocr_spearman_mean",
     "per_ocr_spearman_median",
     "per_target_pearson_mean",
     "per_target_pearson_median",
+    "per_target_pearson_log_mean",
     "per_target_spearman_mean",
     "per_target_spearman_median",
     "per_lineage_ocr_pearson_mean",
+    "per_lineage_ocr_pearson_log_mean",
     "per_lineage_pearson_mean",
+    "per_lineage_pearson_log_mean",
     "profile_jsd_mean",
     "profile_r_mean",
-    "paper_per_ocr_pearson_mean",
 )
-"""Columns of ``eval/summary.tsv``: per-seed means and medians, averaged over seeds."""
+"""Columns of ``eval/summary.tsv``: per-seed means and medians, averaged over seeds. Pearson
+columns without a suffix are on the linear scale, as the paper's (``paper_per_ocr_pearson_mean``,
+beside its like); ``*_log`` columns are the Pearson R of ``log(1 + x)``; Spearman is the same on
+both scales."""
 
 
 def summarise(
@@ -571,17 +581,21 @@ def summarise(
                 "per_ocr_pearson_mean": ocr_means.mean(),
                 "per_ocr_pearson_mean_sd": ocr_means.std(ddof=1) if len(seeds) > 1 else np.nan,
                 "per_ocr_pearson_median": per_seed(o, "pearson", "median").mean(),
+                "paper_per_ocr_pearson_mean": paper.get(model, np.nan),
+                "per_ocr_pearson_log_mean": per_seed(o, "pearson_log", "mean").mean(),
                 "per_ocr_spearman_mean": per_seed(o, "spearman", "mean").mean(),
                 "per_ocr_spearman_median": per_seed(o, "spearman", "median").mean(),
                 "per_target_pearson_mean": per_seed(t, "pearson", "mean").mean(),
                 "per_target_pearson_median": per_seed(t, "pearson", "median").mean(),
+                "per_target_pearson_log_mean": per_seed(t, "pearson_log", "mean").mean(),
                 "per_target_spearman_mean": per_seed(t, "spearman", "mean").mean(),
                 "per_target_spearman_median": per_seed(t, "spearman", "median").mean(),
                 "per_lineage_ocr_pearson_mean": per_seed(lo, "pearson", "mean").mean(),
+                "per_lineage_ocr_pearson_log_mean": per_seed(lo, "pearson_log", "mean").mean(),
                 "per_lineage_pearson_mean": per_seed(ln, "pearson", "mean").mean(),
+                "per_lineage_pearson_log_mean": per_seed(ln, "pearson_log", "mean").mean(),
                 "profile_jsd_mean": per_seed(o, "profile_jsd", "mean").mean(),
                 "profile_r_mean": per_seed(o, "profile_r", "mean").mean(),
-                "paper_per_ocr_pearson_mean": paper.get(model, np.nan),
             }
         )
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

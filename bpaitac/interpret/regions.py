@@ -20,10 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bpaitac.evaluate.metrics import Predictions, coefficient_of_variation, load_predictions
+from bpaitac.evaluate.metrics import (
+    Predictions,
+    coefficient_of_variation,
+    correlations,
+    load_predictions,
+)
 from bpaitac.interpret.tables import save_tsv
 from bpaitac.io import InputError
-from bpaitac.numeric import rowwise_pearson
+from bpaitac.numeric import on_scale
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +84,8 @@ def region_table(
 
     ``reference`` / ``profile`` hold one :class:`Predictions` per seed, rows in the same order.
     Accessibility is ``expm1(acc_obs)`` (quantile-normalised, linear) of the profile model's
-    targets; R is the Pearson R of one OCR across targets. Selected OCRs have ``selected`` True
+    targets; R is the Pearson R of one OCR across targets on the linear scale (the paper's
+    metric, :func:`bpaitac.evaluate.metrics.correlations`). Selected OCRs have ``selected`` True
     and ``selected_by`` ``criteria`` or, when none pass, ``fallback_top_delta``. With
     ``lineage_of`` (target -> lineage) each OCR gets its ``top_lineage`` (highest mean
     accessibility); ``criteria.stratify_by_lineage`` then takes passing OCRs in turn from each
@@ -88,9 +94,9 @@ def region_table(
     if not reference or not profile:
         raise InputError("region selection needs predictions of at least one seed per model.")
     first = profile[0]
-    r_ref = np.column_stack([rowwise_pearson(p.acc_pred, p.acc_obs) for p in reference])
-    r_prof = np.column_stack([rowwise_pearson(p.acc_pred, p.acc_obs) for p in profile])
-    linear = np.expm1(np.asarray(first.acc_obs, dtype=np.float64))
+    r_ref = np.column_stack([correlations(p.acc_pred, p.acc_obs)["pearson"] for p in reference])
+    r_prof = np.column_stack([correlations(p.acc_pred, p.acc_obs)["pearson"] for p in profile])
+    linear = on_scale(first.acc_obs, "linear")
     table = pd.DataFrame(
         {
             "peak_id": first.peak_id,

@@ -22,7 +22,7 @@ from bpaitac.data.sequence import one_hot
 from bpaitac.io import InputError, atomic_path
 from bpaitac.model.losses import match_bins
 from bpaitac.model.network import BpAITAC, load_model, resolve_device
-from bpaitac.numeric import jensen_shannon, rowwise_pearson
+from bpaitac.numeric import jensen_shannon, on_scale, rowwise_pearson
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +48,29 @@ def profile_metrics(logits: torch.Tensor, obs: torch.Tensor) -> tuple[torch.Tens
     return jsd, r
 
 
-def mean_r_across_targets(acc_pred: np.ndarray, acc_obs: np.ndarray) -> float:
-    """Mean over OCRs of the Pearson R across targets (NaN rows skipped; NaN if < 2 targets)."""
+def mean_r_across_targets(
+    acc_pred: np.ndarray, acc_obs: np.ndarray, scale: str = "linear"
+) -> float:
+    """Mean over OCRs of the Pearson R across targets (NaN rows skipped; NaN if < 2 targets).
+
+    ``acc_pred`` and ``acc_obs`` (N, T) hold ``log(1 + accessibility)``; the R is computed on
+    ``scale`` (:func:`bpaitac.numeric.on_scale`): ``linear``, the paper's metric, or ``log``.
+    """
     if acc_pred.shape[1] < 2:
         return float("nan")
     # torch's reductions, as since the first training runs: the history stays bit-identical.
-    r = rowwise_pearson(torch.from_numpy(acc_pred), torch.from_numpy(acc_obs)).numpy()
+    pred, obs = (on_scale(torch.from_numpy(a), scale) for a in (acc_pred, acc_obs))
+    r = rowwise_pearson(pred, obs).numpy()
     return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
 
 
-def mean_r_across_ocrs(acc_pred: np.ndarray, acc_obs: np.ndarray) -> float:
-    """Mean over targets of the Pearson R across OCRs (NaN columns skipped)."""
+def mean_r_across_ocrs(acc_pred: np.ndarray, acc_obs: np.ndarray, scale: str = "linear") -> float:
+    """Mean over targets of the Pearson R across OCRs (NaN columns skipped); arrays and
+    ``scale`` as :func:`mean_r_across_targets`."""
     if acc_pred.shape[0] < 2:
         return float("nan")
-    r = rowwise_pearson(torch.from_numpy(acc_pred.T), torch.from_numpy(acc_obs.T)).numpy()
+    pred, obs = (on_scale(torch.from_numpy(a.T), scale) for a in (acc_pred, acc_obs))
+    r = rowwise_pearson(pred, obs).numpy()
     return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
 
 

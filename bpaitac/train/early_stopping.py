@@ -2,7 +2,9 @@
 
 The monitored metric is the mean across-target Pearson R of the accessibility predictions (per
 OCR, then averaged: "across cell types"), the across-OCR R for one-task models, or the validation
-loss when the accessibility head is not trained (``lambda = 1``, bias models).
+loss when the accessibility head is not trained (``lambda = 1``, bias models). The R is on the
+linear scale (predicted vs quantile-normalised counts), as the authors' model selection and the
+paper's metric; the log-scale R is recorded beside it in the history (``*_log``).
 """
 
 from __future__ import annotations

@@ -48,8 +48,12 @@ HISTORY_COLUMNS = (
     "val_loss",
     "val_r_across_celltypes",
     "val_r_across_ocrs",
+    "val_r_across_celltypes_log",
+    "val_r_across_ocrs_log",
     "seconds",
 )
+"""Columns of ``history.tsv``: the validation R on the paper's linear scale (what early stopping
+monitors, as in the authors' code) and on the log scale (``*_log``, secondary)."""
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, Batch], torch.Tensor]
 Weights = dict[str, torch.Tensor]
@@ -265,7 +269,8 @@ def finite_loss(setup: FitSetup, mean_loss: float, epoch: int, step: int) -> flo
 
 
 def validation_epoch(setup: FitSetup, val: BatchSource, epoch: int) -> dict[str, float]:
-    """Validation loss and accessibility Pearson R (across targets and across OCRs)."""
+    """Validation loss and accessibility Pearson R (across targets and across OCRs), linear and
+    log scale."""
     res = predict_batches(
         setup.step_model,
         val.batches(setup.cfg.eval_batch_size),
@@ -280,16 +285,12 @@ def validation_epoch(setup: FitSetup, val: BatchSource, epoch: int) -> dict[str,
             f"`training.learning_rate` (now {setup.cfg.learning_rate}) or set "
             "`training.grad_clip`."
         )
-    has_obs = "acc_obs" in res
-    return {
-        "val_loss": val_loss,
-        "val_r_across_celltypes": (
-            mean_r_across_targets(res["acc_pred"], res["acc_obs"]) if has_obs else math.nan
-        ),
-        "val_r_across_ocrs": (
-            mean_r_across_ocrs(res["acc_pred"], res["acc_obs"]) if has_obs else math.nan
-        ),
-    }
+    row = {"val_loss": val_loss}
+    for scale, suffix in (("linear", ""), ("log", "_log")):
+        for name, metric in (("celltypes", mean_r_across_targets), ("ocrs", mean_r_across_ocrs)):
+            value = metric(res["acc_pred"], res["acc_obs"], scale) if "acc_obs" in res else math.nan
+            row[f"val_r_across_{name}{suffix}"] = value
+    return row
 
 
 def end_epoch(setup: FitSetup, state: FitState, row: dict[str, float]) -> None:
