@@ -38,8 +38,14 @@ from bpaitac.interpret.insertion import (
     shuffled_backgrounds,
 )
 from bpaitac.interpret.regions import region_table, run_regions, selected_regions
-from bpaitac.interpret.seqlets import call_seqlets, projected_per_position, seqlets_for_model
-from bpaitac.interpret.tables import load_attributions, load_cwms, load_footprints
+from bpaitac.interpret.seqlets import (
+    call_seqlets,
+    lineage_thresholds,
+    projected_per_position,
+    run_seqlets,
+    seqlets_for_model,
+)
+from bpaitac.interpret.tables import load_attributions, load_cwms, load_footprints, save_npz
 from bpaitac.interpret.tomtom import run_tomtom
 from bpaitac.interpret.truth import (
     log_activity,
@@ -174,7 +180,9 @@ def test_lineage_wrapper_sums_the_lineage_tasks():
     with torch.no_grad():
         _, log_counts = model(x)
         out = attr.LineageAccessibility(model, mat)(x)
-    torch.testing.assert_close(out[:, 1], log_counts[:, 2] + log_counts[:, 3])
+    # relu_linear heads (the default; the authors' code): linear predictions summed per lineage.
+    counts = torch.expm1(log_counts)
+    torch.testing.assert_close(out[:, 1], counts[:, 2] + counts[:, 3], rtol=1e-4, atol=1e-4)
 
 
 def test_deep_shap_is_additive_seeded_and_converged():
@@ -197,6 +205,10 @@ def test_deep_shap_is_additive_seeded_and_converged():
     np.testing.assert_array_equal(res.hypothetical, again.hypothetical)
     other = attr.deep_shap(wrapper, x, n_shuffles=4, seed=8)
     assert not np.allclose(res.hypothetical, other.hypothetical)
+    # A sequence's references, hence its attributions, do not depend on the rest of the batch.
+    order = [2, 0, 1]
+    swapped = attr.deep_shap(wrapper, x[order], n_shuffles=4, seed=7)
+    np.testing.assert_allclose(swapped.hypothetical, res.hypothetical[order], atol=1e-6)
 
 
 def test_deep_shap_reports_bad_convergence():
@@ -242,8 +254,9 @@ def test_seqlets_for_model_uses_per_lineage_sd_threshold():
     proj = rng.normal(0, 1, (4, 2, 200))
     proj[1, 1, 50:58] = 10.0
     seqs = rng.integers(0, 4, (4, 200)).astype(np.uint8)
+    thresholds = lineage_thresholds(proj, 1.96)
     table = seqlets_for_model(
-        "m", proj, seqs, ["a", "b", "c", "d"], ["A", "B"], z=1.96, min_bases=4, max_gap=1
+        "m", proj, seqs, ["a", "b", "c", "d"], ["A", "B"], thresholds, min_bases=4, max_gap=1
     )
     hit = table[(table["peak_id"] == "b") & (table["lineage"] == "B")]
     assert ((hit["start"] <= 50) & (hit["end"] >= 58)).any()
@@ -251,6 +264,47 @@ def test_seqlets_for_model_uses_per_lineage_sd_threshold():
     np.testing.assert_allclose(thr["B"], 1.96 * proj[:, 1].std())
     row = hit.iloc[0]
     assert row["sequence"] == decode_sequence(seqs[1, row["start"] : row["end"]])
+
+
+def test_run_seqlets_applies_the_profile_models_cutoff_to_both_models(tmp_path):
+    """threshold_from: profile_model (the authors' code) gives both models bpAI-TAC's cutoff,
+    so a model with smaller attributions calls fewer seqlets; each_model rescales it away."""
+    rng = np.random.default_rng(1)
+    n = 30
+    seqs = rng.integers(0, 4, (n, 120)).astype(np.uint8)
+    hyp = rng.normal(0, 1, (n, 2, 4, 120)).astype(np.float32)
+    hyp[:, :, :, 40:48] = 10.0  # one strong motif in every sequence and lineage
+    hyp[0, :, :, 80:88] = 60.0  # and a very strong one that both models call
+    paths = {}
+    for role, scale in (("reference", 0.2), ("profile", 1.0)):
+        paths[role] = tmp_path / f"{role}.npz"
+        save_npz(
+            paths[role],
+            peak_id=np.array([f"p{i}" for i in range(n)]),
+            lineages=np.array(["A", "B"]),
+            seq=seqs,
+            hypothetical=hyp * scale,
+            deltas=np.zeros((n, 2), np.float32),
+            output=np.zeros((n, 2), np.float32),
+            pred_lineage=np.zeros((n, 2), np.float32),
+            obs_lineage=np.zeros((n, 2), np.float32),
+            max_abs_delta=np.float32(0),
+            n_warnings=np.int64(0),
+            n_shuffles=np.int64(2),
+        )
+    names = {"reference": "aitac", "profile": "bpaitac"}
+    kw = dict(z=1.96, min_bases=4, max_gap=1)
+    shared = run_seqlets(paths, names, tmp_path / "s.tsv", threshold_from="profile_model", **kw)
+    per_model = run_seqlets(paths, names, tmp_path / "m.tsv", threshold_from="each_model", **kw)
+    thr = shared.groupby(["role", "lineage"])["threshold"].first()
+    assert thr["reference"].tolist() == thr["profile"].tolist()
+    counts = shared.groupby("role").size()
+    assert counts.get("reference", 0) < counts["profile"]
+    own = per_model.groupby(["role", "lineage"])["threshold"].first()
+    np.testing.assert_allclose(own["reference"].to_numpy(), 0.2 * own["profile"].to_numpy())
+    assert per_model.groupby("role").size()["reference"] == counts["profile"]
+    with pytest.raises(ValueError, match="threshold_from"):
+        run_seqlets(paths, names, tmp_path / "x.tsv", threshold_from="both", **kw)
 
 
 # --------------------------------------------------------------------------------------------

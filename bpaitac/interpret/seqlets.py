@@ -1,9 +1,13 @@
 """Seqlets (paper Methods): step 3 of the interpretation, rule ``interpret_seqlets``.
 
 Positions whose attribution (of the base present) exceeds ``z`` standard deviations of all
-attributions of that model and lineage, grouped into runs with gaps of at most ``max_gap``
-bases and kept when they hold at least ``min_bases`` significant bases (config
-``interpret.seqlets``). tangermeme's ``recursive_seqlets`` is not used: it calls seqlets from
+attributions of a lineage, grouped into runs with gaps of at most ``max_gap`` bases and kept
+when they hold at least ``min_bases`` significant bases (config ``interpret.seqlets``). The
+standard deviation is that of the profile model's (bpAI-TAC's) attributions, and the one cutoff
+per lineage is applied to both models (``threshold_from: profile_model``, the authors' code,
+nuriachandra/bpAITAC ``analysis/EnrichedMotifs.ipynb``): a cutoff per model
+(``each_model``) would cancel differences in attribution size between the models, part of what
+Figure S6 compares. tangermeme's ``recursive_seqlets`` is not used: it calls seqlets from
 span p-values of a binned null, not from the paper's per-base 1.96-SD rule with single-base
 gaps.
 """
@@ -60,24 +64,31 @@ def call_seqlets(
     ).astype({"example": int, "start": int, "end": int, "n_significant": int})
 
 
+THRESHOLD_SOURCES = ("profile_model", "each_model")
+
+
+def lineage_thresholds(projected: np.ndarray, z: float) -> np.ndarray:
+    """One cutoff per lineage (K,): ``z`` standard deviations of a model's attributions of the
+    bases present, ``projected`` (N, K, L), over all sequences and positions of the lineage."""
+    return np.array([seqlet_threshold(projected[:, k], z) for k in range(projected.shape[1])])
+
+
 def seqlets_for_model(
     model_name: str,
     projected: np.ndarray,
     seqs: np.ndarray,
     peak_ids: Sequence[str],
     lineages: Sequence[str],
+    thresholds: Sequence[float],
     *,
-    z: float,
     min_bases: int,
     max_gap: int,
 ) -> pd.DataFrame:
-    """Seqlets of every lineage of one model: ``projected`` (N, K, L) summed over bases.
-
-    The threshold is ``z`` standard deviations of all attributions of that model and lineage.
-    """
+    """Seqlets of every lineage of one model: ``projected`` (N, K, L) summed over bases,
+    ``seqs`` (N, L) uint8 base indices, ``thresholds`` (K,) the cutoff of each lineage."""
     tables = []
     for k, lin in enumerate(lineages):
-        thr = seqlet_threshold(projected[:, k], z)
+        thr = float(thresholds[k])
         calls = call_seqlets(projected[:, k], thr, min_bases=min_bases, max_gap=max_gap)
         calls.insert(0, "lineage", lin)
         calls.insert(0, "model", model_name)
@@ -105,22 +116,33 @@ def run_seqlets(
     z: float,
     min_bases: int,
     max_gap: int,
+    threshold_from: str,
 ) -> pd.DataFrame:
-    """Seqlets of the reference and profile models in all lineages (one table)."""
+    """Seqlets of the reference and profile models in all lineages (one table); the cutoffs
+    come from the profile model's attributions (``threshold_from: profile_model``) or from
+    each model's own (``each_model``)."""
+    if threshold_from not in THRESHOLD_SOURCES:
+        raise ValueError(
+            f"interpret.seqlets.threshold_from {threshold_from!r} is not one of "
+            f"{', '.join(THRESHOLD_SOURCES)}."
+        )
+    data = {role: load_attributions(attributions[role]) for role in ROLES}
+    if not np.array_equal(data["reference"]["peak_id"], data["profile"]["peak_id"]):
+        raise InputError("attributions of the two models cover different regions; rerun them.")
+    projected = {role: projected_per_position(data[role]) for role in ROLES}
+    shared = lineage_thresholds(projected["profile"], z)
     tables = []
-    peaks = None
     for role in ROLES:
-        data = load_attributions(attributions[role])
-        if peaks is not None and not np.array_equal(peaks, data["peak_id"]):
-            raise InputError("attributions of the two models cover different regions; rerun them.")
-        peaks = data["peak_id"]
+        thresholds = shared if threshold_from == "profile_model" else None
+        if thresholds is None:
+            thresholds = lineage_thresholds(projected[role], z)
         table = seqlets_for_model(
             model_names[role],
-            projected_per_position(data),
-            data["seq"],
-            list(data["peak_id"]),
-            list(data["lineages"]),
-            z=z,
+            projected[role],
+            data[role]["seq"],
+            list(data[role]["peak_id"]),
+            list(data[role]["lineages"]),
+            thresholds,
             min_bases=min_bases,
             max_gap=max_gap,
         )
