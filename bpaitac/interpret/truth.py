@@ -276,9 +276,9 @@ def run_truth(
         device=device,
     )
     planted_effects = effects[effects["motif"].isin(list(consensus))]
-    cluster_effects = pd.concat(
-        [inserted, effects[effects["motif"].isin(extra)]], ignore_index=True
-    )
+    # Empty parts are left out: concatenating an empty table makes every column object-typed.
+    parts = [p for p in (inserted, effects[effects["motif"].isin(extra)]) if not p.empty]
+    cluster_effects = pd.concat(parts, ignore_index=True) if parts else inserted
     site_effects = (
         planted_site_effects(planted, name_map, activity_tsv, site_effects_tsv, celltypes, lineages)
         if site_effects_tsv is not None
