@@ -164,9 +164,15 @@ def test_mse_log_counts_uses_log1p_and_its_gradient():
 def test_per_base_targets_scale_profile_to_one_plus_total():
     obs = torch.tensor([[[1.0, 3.0, 0.0, 0.0]], [[0.0, 0.0, 0.0, 0.0]]])
     counts = torch.tensor([[7.0], [3.0]])
-    y = per_base_targets(obs, counts)
+    y = per_base_targets(obs, counts, "normalised")
     assert y[0, 0].tolist() == pytest.approx([2.0, 6.0, 0.0, 0.0])
     assert y[1, 0].tolist() == pytest.approx([1.0] * 4)  # uniform when no insertions
+    # The default (the paper's "measured count data", the authors' code): the raw total n = 4.
+    raw = per_base_targets(obs, counts)
+    assert raw[0, 0].tolist() == pytest.approx([1.25, 3.75, 0.0, 0.0])
+    assert raw[1, 0].tolist() == pytest.approx([0.25] * 4)
+    with pytest.raises(ValueError, match="per_base_counts"):
+        per_base_targets(obs, counts, "cpm")
 
 
 def test_poisson_hand_computed_gradient_and_optimum():
@@ -175,7 +181,7 @@ def test_poisson_hand_computed_gradient_and_optimum():
     log_counts = torch.tensor([[math.log(6.0)]], requires_grad=True)  # rates 2, 4
     obs = torch.tensor([[[1.0, 1.0]]])
     counts = torch.tensor([[3.0]])  # y = 2, 2
-    loss = poisson_per_base(logits, log_counts, obs, counts)
+    loss = poisson_per_base(logits, log_counts, obs, counts, "normalised")
     expected = (2 - 2 * math.log(2)) + (4 - 2 * math.log(4))
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     loss.backward()
@@ -185,6 +191,11 @@ def test_poisson_hand_computed_gradient_and_optimum():
     # At the optimum (p = k / n, exp(a) = 1 + N) every gradient vanishes.
     z = torch.zeros(1, 1, 2, requires_grad=True)
     a = torch.tensor([[math.log(4.0)]], requires_grad=True)
+    poisson_per_base(z, a, obs, counts, "normalised").backward()
+    assert z.grad.abs().max().item() < 1e-6 and abs(a.grad.item()) < 1e-6
+    # With raw counts (the default) the optimum is exp(a) = 1 + n, the raw insertions.
+    z = torch.zeros(1, 1, 2, requires_grad=True)
+    a = torch.tensor([[math.log(3.0)]], requires_grad=True)
     poisson_per_base(z, a, obs, counts).backward()
     assert z.grad.abs().max().item() < 1e-6 and abs(a.grad.item()) < 1e-6
 
@@ -192,7 +203,7 @@ def test_poisson_hand_computed_gradient_and_optimum():
 def test_poisson_matches_torch_poisson_nll():
     logits, obs, counts, log_counts = random_case(seed=6)
     ours = poisson_per_base(logits, log_counts, obs, counts)
-    y = per_base_targets(obs, counts)
+    y = per_base_targets(obs, counts)  # both with the default, raw counts
     log_rate = torch.log_softmax(logits, -1) + log_counts.unsqueeze(-1)
     ref = torch.nn.functional.poisson_nll_loss(log_rate, y, log_input=True, reduction="sum")
     assert ours.item() == pytest.approx(ref.item() / (obs.shape[0] * obs.shape[1]), rel=1e-9)
@@ -203,16 +214,18 @@ def test_mse_per_base_hand_computed():
     log_counts = torch.tensor([[math.log(4.0)]], requires_grad=True)  # rates 2, 2
     obs = torch.tensor([[[1.0, 0.0]]])
     counts = torch.tensor([[2.0]])  # y = 3, 0
-    loss = mse_per_base(logits, log_counts, obs, counts, scale="linear")
+    loss = mse_per_base(logits, log_counts, obs, counts, scale="linear", counts="normalised")
     assert loss.item() == pytest.approx((1 + 4) / 2, rel=1e-6)
     loss.backward()
     # d/da mean((r - y)^2) = mean(2 (r - y) r) = (2 * -1 * 2 + 2 * 2 * 2) / 2
     assert log_counts.grad.item() == pytest.approx(2.0, rel=1e-6)
     # The authors' per-base MSE (the default): of log(1 + r) and log(1 + y).
-    logged = mse_per_base(logits, log_counts, obs, counts)
+    logged = mse_per_base(logits, log_counts, obs, counts, counts="normalised")
     expected = ((math.log(3) - math.log(4)) ** 2 + math.log(3) ** 2) / 2
     assert logged.item() == pytest.approx(expected, rel=1e-6)
-    assert model_loss("mse", 0.5, logits, log_counts, obs, counts).item() == pytest.approx(expected)
+    # Both defaults (log1p, raw counts: y = 2, 0 from one insertion): log 3 vs log 3, log 3 vs 0.
+    default = model_loss("mse", 0.5, logits, log_counts, obs, counts)
+    assert default.item() == pytest.approx(math.log(3) ** 2 / 2, rel=1e-6)
     with pytest.raises(ValueError, match="per_base_mse"):
         mse_per_base(logits, log_counts, obs, counts, scale="sqrt")
 

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LINEAGE_OF = dict(zip(TABLE["celltype"], TABLE["lineage"]))
 AITAC = {"arch": "a", "loss": "composite_ce", "lambda": 0.0, "bias": "none", "bin": 1,
          "targets": "celltypes", "seeds": [1], "mnll_weight": "normalised_total",
-         "per_base_mse": "log1p"}  # fmt: skip
+         "per_base_mse": "log1p", "per_base_counts": "raw"}  # fmt: skip
 BPAITAC = {**AITAC, "lambda": 0.5, "bias": "bm"}
 BIAS_ENTRY = {"data": "protein_free", "arch": "a", "loss": "mnll", "max_epochs": None}
 

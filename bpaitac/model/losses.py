@@ -14,13 +14,14 @@ logits ``z_i`` with ``p_i = softmax(z)_i``; predicted accessibility ``a = log(1 
   ChromBPNet and bpnet-lite). The paper writes the MNLL with ``n^obs`` and drops the constant in
   its derivation of the CE; it does not say which total weights the profiles.
 - ``poisson`` / ``mse``: act on per-base counts. Predicted rate ``r_i = p_i * exp(a)`` and target
-  ``y_i = (k_i / n) * (1 + N)`` (uniform shape when ``n = 0``). Both use ``1 + total`` so that
-  ``a`` keeps exactly the meaning of the composite losses' accessibility output (``log(1 + N)``)
-  with no clamping; the per-base totals are on the quantile-normalised scale of ``counts.npy``,
-  so predictions of every loss are comparable across cell types (the authors compare with the
-  raw per-base counts; docs/fidelity.md). ``mse`` compares ``log(1 + r)`` with ``log(1 + y)``
-  (``per_base_mse: log1p``, default; the authors' ``CompositeLossMSE`` uses their ``MSELogs``)
-  or ``r`` with ``y`` (``linear``).
+  ``y_i = (k_i / n) * (1 + T)`` (uniform shape when ``n = 0``), ``T`` the measured total: the raw
+  insertions ``n`` (``per_base_counts: raw``, default: the paper compares the per-base
+  predictions "to the measured count data", the authors' code to the raw per-base counts) or the
+  quantile-normalised ``N`` of ``counts.npy`` (``normalised``, which keeps every cell type on the
+  scale the accessibility is evaluated on). Both use ``1 + total`` so that ``a`` keeps the
+  meaning of the composite losses' accessibility output (``log(1 + total)``) with no clamping.
+  ``mse`` compares ``log(1 + r)`` with ``log(1 + y)`` (``per_base_mse: log1p``, default; the
+  authors' ``CompositeLossMSE`` uses their ``MSELogs``) or ``r`` with ``y`` (``linear``).
 
 Tracks with no observed insertions (``n = 0``) have an undefined observed profile; the profile
 losses give them zero weight and average over the tracks with ``n > 0``.
@@ -37,6 +38,7 @@ LOSSES = ("composite_ce", "composite_mnll", "poisson", "mse")
 PROFILE_LOSSES = ("ce", "mnll", "jsd")
 MNLL_WEIGHTS = ("normalised_total", "insertions")
 PER_BASE_MSE = ("log1p", "linear")
+PER_BASE_COUNTS = ("raw", "normalised")
 
 
 def _real(x: torch.Tensor) -> torch.Tensor:
@@ -113,23 +115,34 @@ def mse_log_counts(log_counts: torch.Tensor, obs_counts: torch.Tensor) -> torch.
     return F.mse_loss(_real(log_counts), torch.log1p(_real(obs_counts)))
 
 
-def per_base_targets(obs: torch.Tensor, obs_counts: torch.Tensor) -> torch.Tensor:
-    """Per-base targets ``y_i = (k_i / n) * (1 + N)``; a uniform shape where ``n = 0``."""
+def per_base_targets(
+    obs: torch.Tensor, obs_counts: torch.Tensor, counts: str = "raw"
+) -> torch.Tensor:
+    """Per-base targets (B, T, L) ``y_i = (k_i / n) * (1 + T)`` of the insertions ``obs``
+    (B, T, L); ``T`` the raw total ``n`` (``counts`` ``raw``) or the quantile-normalised total
+    ``obs_counts`` (B, T) (``normalised``); a uniform shape where ``n = 0``."""
+    if counts not in PER_BASE_COUNTS:
+        raise ValueError(f"per_base_counts {counts!r} is not one of {', '.join(PER_BASE_COUNTS)}.")
     obs = _real(obs)
     n = obs.sum(-1, keepdim=True)
     shape = torch.where(n > 0, obs / n.clamp(min=1.0), 1.0 / obs.shape[-1])
-    return shape * (1.0 + _real(obs_counts).unsqueeze(-1))
+    total = n if counts == "raw" else _real(obs_counts).unsqueeze(-1)
+    return shape * (1.0 + total)
 
 
 def poisson_per_base(
-    logits: torch.Tensor, log_counts: torch.Tensor, obs: torch.Tensor, obs_counts: torch.Tensor
+    logits: torch.Tensor,
+    log_counts: torch.Tensor,
+    obs: torch.Tensor,
+    obs_counts: torch.Tensor,
+    counts: str = "raw",
 ) -> torch.Tensor:
     """Poisson NLL of per-base counts (``r - y log r``, summed over positions, mean over tracks).
 
     ``log r_i = log_softmax(z)_i + a``; the ``log(y!)`` term is dropped (no parameters).
     """
     obs = match_bins(obs, logits)
-    y = per_base_targets(obs, obs_counts)
+    y = per_base_targets(obs, obs_counts, counts)
     log_rate = F.log_softmax(_real(logits), dim=-1) + _real(log_counts).unsqueeze(-1)
     return (log_rate.exp() - y * log_rate).sum(-1).mean()
 
@@ -140,14 +153,15 @@ def mse_per_base(
     obs: torch.Tensor,
     obs_counts: torch.Tensor,
     scale: str = "log1p",
+    counts: str = "raw",
 ) -> torch.Tensor:
-    """Mean squared error of per-base counts ``r_i = p_i * exp(a)`` against ``y_i``: of
-    ``log(1 + r)`` and ``log(1 + y)`` (``scale`` ``log1p``, the authors' code) or of ``r`` and
-    ``y`` (``linear``)."""
+    """Mean squared error of per-base counts ``r_i = p_i * exp(a)`` against ``y_i``
+    (:func:`per_base_targets` with ``counts``): of ``log(1 + r)`` and ``log(1 + y)`` (``scale``
+    ``log1p``, the authors' code) or of ``r`` and ``y`` (``linear``)."""
     if scale not in PER_BASE_MSE:
         raise ValueError(f"per_base_mse {scale!r} is not one of {', '.join(PER_BASE_MSE)}.")
     obs = match_bins(obs, logits)
-    y = per_base_targets(obs, obs_counts)
+    y = per_base_targets(obs, obs_counts, counts)
     rate = F.softmax(_real(logits), dim=-1) * _real(log_counts).exp().unsqueeze(-1)
     if scale == "log1p":
         return F.mse_loss(torch.log1p(rate), torch.log1p(y))
@@ -187,6 +201,7 @@ def model_loss(
     *,
     mnll_weight: str = "normalised_total",
     per_base_mse: str = "log1p",
+    per_base_counts: str = "raw",
 ) -> torch.Tensor:
     """The training loss of a catalogue model (``loss`` in :data:`LOSSES`, ``lambda``).
 
@@ -194,13 +209,14 @@ def model_loss(
     the observed insertions (binned here to match ``logits``) and ``obs_counts`` (B, T) the
     quantile-normalised totals. Terms with weight 0 are not computed at all, so ``lambda = 0``
     leaves the profile head without gradient and ``lambda = 1`` the accessibility head.
-    ``mnll_weight`` (``composite_mnll``) and ``per_base_mse`` (``mse``) are the catalogue
-    entry's keys of the same names; the defaults are the schema's (the authors' code).
+    ``mnll_weight`` (``composite_mnll``), ``per_base_mse`` (``mse``) and ``per_base_counts``
+    (``poisson``, ``mse``) are the catalogue entry's keys of the same names; the defaults are
+    the schema's (docs/fidelity.md).
     """
     if name == "poisson":
-        return poisson_per_base(logits, log_counts, obs, obs_counts)
+        return poisson_per_base(logits, log_counts, obs, obs_counts, per_base_counts)
     if name == "mse":
-        return mse_per_base(logits, log_counts, obs, obs_counts, per_base_mse)
+        return mse_per_base(logits, log_counts, obs, obs_counts, per_base_mse, per_base_counts)
     if name not in ("composite_ce", "composite_mnll"):
         raise ValueError(f"loss {name!r} is not one of {', '.join(LOSSES)}.")
     if not 0.0 <= lam <= 1.0:

@@ -193,6 +193,7 @@ def train_catalogue_model(
             batch.counts,
             mnll_weight=str(entry["mnll_weight"]),
             per_base_mse=str(entry["per_base_mse"]),
+            per_base_counts=str(entry["per_base_counts"]),
         )
 
     def write_test_predictions(model: BpAITAC, result: FitResult) -> None:
