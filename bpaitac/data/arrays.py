@@ -45,6 +45,10 @@ from bpaitac.workflow.splits import SPLITS
 
 log = logging.getLogger(__name__)
 
+PAPER_SPLIT_OCRS = {"train": 267_237, "val": 28_329, "test": 32_361}
+"""The paper's split sizes on ImmGen (Methods, "Data processing": 327,927 of the table's 518,845
+OCRs, by a filter the paper does not state), logged beside each run's for comparison."""
+
 OCR_TSV_COLUMNS = ("peak_id", "chrom", "summit")
 
 
@@ -164,7 +168,14 @@ def prepare_ocrs(
     kept["split"] = split_of_chroms(kept["chrom"], cfg["splits"])
     for split in SPLITS:
         n = int((kept["split"] == split).sum())
-        log.info("split %s: %d OCRs on %s", split, n, sorted(set(kept.chrom[kept.split == split])))
+        log.info(
+            "split %s: %d OCRs on %s (the paper's ImmGen %s split: %s OCRs)",
+            split,
+            n,
+            sorted(set(kept.chrom[kept.split == split])),
+            split,
+            f"{PAPER_SPLIT_OCRS.get(split, 0):,}",
+        )
     with pysam.FastaFile(str(genome)) as fa:
         for split, (seq_path, tsv_path) in out_splits.items():
             part = kept[kept["split"] == split]
