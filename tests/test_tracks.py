@@ -273,6 +273,7 @@ def test_igv_session_and_trackdb_name_and_colour_the_tracks(ocr_tracks):
     )
 
 
+@pytest.mark.slow
 def test_bed_regions_count_the_bams_and_run_deepshap(data, tmp_path):
     bed = tmp_path / "regions.bed"
     bed.write_text("# regions\nchr2\t1000\t2300\tr2\nchr1\t3000\t4000\n")
@@ -325,6 +326,19 @@ def test_bad_region_bed_names_file_and_line(data, tmp_path, line, message):
     with pytest.raises(InputError, match=message):
         tracks.read_region_windows(
             bed, lengths, data["genome"], 1000, 250, "interpret.tracks.regions"
+        )
+
+
+def test_empty_test_split_is_an_empty_region_set(tmp_path):
+    np.save(tmp_path / "seq.npy", np.zeros((0, 1000), np.uint8))
+    np.save(tmp_path / "profile.npy", np.zeros((0, 6, 250), np.uint16))
+    np.save(tmp_path / "counts.npy", np.zeros((0, 6), np.float32))
+    (tmp_path / "ocrs.tsv").write_text("peak_id\tchrom\tsummit\n")
+    with pytest.raises(InputError, match=r"ocrs.tsv: no test OCRs; the region set is empty"):
+        tracks.ocr_source(
+            *(tmp_path / n for n in ("seq.npy", "ocrs.tsv", "profile.npy", "counts.npy")),
+            CONTIGS,
+            1000,
         )
 
 

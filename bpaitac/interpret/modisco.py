@@ -23,6 +23,7 @@ rules ``interpret_modisco_inputs``, ``interpret_modisco``, ``interpret_jaspar_me
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import shutil
@@ -37,9 +38,10 @@ import pandas as pd
 from bpaitac.data.sequence import decode_sequence, one_hot
 from bpaitac.interpret import motifs as mot
 from bpaitac.interpret.tables import load_attributions, read_tsv, save_tsv
-from bpaitac.interpret.tomtom import match_jaspar
-from bpaitac.interpret.truth import planted_hits
 from bpaitac.io import InputError, atomic_dir, atomic_path, require_file
+
+# bpaitac.interpret.tomtom and .truth (memelite, torch) are imported where they are used, so that
+# the export rule, whose time the motif-caller table reports, does not pay for their imports.
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +242,17 @@ def run_modisco_report(
     """``modisco report`` of one run into ``out_dir`` (``report.html`` and its images), its
     TomTom (memelite, ``-l``) against ``jaspar_meme``, ``n_examples`` seqlet logos per pattern
     (each takes seconds to draw); the directory appears only when done."""
-    require_file(h5, "modisco results", "run interpret_modisco.")
     require_file(jaspar_meme, "JASPAR MEME file", "run interpret_jaspar_meme.")
+    if not read_patterns(h5):
+        # modisco-lite's report fails on a result without patterns (IndexError in its TomTom).
+        log.warning("%s holds no pattern; the report says so", h5)
+        with atomic_dir(out_dir) as tmp:
+            (Path(tmp) / "report.html").write_text(
+                "<!DOCTYPE html><html><body><p>TF-MoDISco (modisco-lite) found no pattern in "
+                f"{html.escape(str(h5))}: no seqlet cluster passed its thresholds.</p>"
+                "</body></html>\n"
+            )
+        return
     with atomic_dir(out_dir) as tmp:
         run_command(
             [
@@ -341,15 +352,14 @@ def run_modisco_tomtom(
 ) -> pd.DataFrame:
     """The patterns of all runs as a MEME file and a table, and their TomTom against JASPAR
     (the clusters' settings, :func:`bpaitac.interpret.tomtom.match_jaspar`)."""
+    from bpaitac.interpret.tomtom import match_jaspar
+
     pfms, table = pattern_motifs(h5s, trim)
-    matches = match_jaspar(
-        pfms,
-        release=release,
-        q_threshold=q_threshold,
-        min_ic=min_ic,
-        min_width=min_width,
-        n_jobs=n_jobs,
-    )
+    options = {"q_threshold": q_threshold, "min_ic": min_ic, "min_width": min_width}
+    if pfms:
+        matches = match_jaspar(pfms, release=release, n_jobs=n_jobs, **options)
+    else:  # the empty table, without loading JASPAR
+        matches = mot.tomtom_table({}, {}, **options)
     log.info(
         "%d modisco patterns, %d match %s at q < %g",
         len(pfms),
@@ -393,6 +403,9 @@ def caller_recovery(
     :func:`bpaitac.interpret.truth.run_truth`), the best such motif and its q, and whether
     one of the matching motifs has no JASPAR match (``jaspar_matched``: the motifs named by the
     caller's own TomTom against JASPAR), the test of a novel motif."""
+    from bpaitac.interpret.tomtom import match_jaspar
+    from bpaitac.interpret.truth import planted_hits
+
     matches = match_jaspar(
         dict(motifs),
         release=release,
@@ -444,7 +457,7 @@ def run_motif_callers(
     planted = {f"planted:{k}": v for k, v in mot.read_meme(truth_meme, full_names=True).items()}
     table, summary = None, []
     for caller, files in callers.items():
-        motifs = mot.read_meme(files["meme"]) if Path(files["meme"]).stat().st_size else {}
+        motifs = mot.read_meme(files["meme"])
         jaspar = read_tsv(files["tomtom"], ["query"])
         rec = caller_recovery(
             motifs,

@@ -74,6 +74,12 @@ KIND_LABELS = {
     "predicted_nobias": "predicted insertions, Tn5 bias set to zero",
     "contributions": "DeepSHAP contribution of the observed base",
 }
+SHORT_KINDS = {
+    "observed": "observed",
+    "predicted": "predicted",
+    "predicted_nobias": "predicted, bias 0",
+    "contributions": "contributions",
+}
 NEGATIVE_COLOUR = "128,128,128"
 """Colour of negative contributions (IGV and UCSC ``altColor``)."""
 
@@ -425,7 +431,7 @@ def track_labels(
         members = (
             f" (mean of {n})" if s.level == "lineage" and n and s.kind != "contributions" else ""
         )
-        short = f"{s.group} {s.kind.replace('_', ' ')}"
+        short = f"{s.group} {SHORT_KINDS[s.kind]}"
         if s.kind == "observed":
             short += " (QN per OCR)" if normalisation == "ocr" else " (QN size factor)"
         out[s.stem] = (short, f"{s.level} {s.group}{members}: {what}")
@@ -478,7 +484,8 @@ def write_trackdb(
     colours: Mapping[str, str],
 ) -> None:
     """UCSC ``trackDb.txt``: one bigWig stanza per track (``bigDataUrl`` relative to the file,
-    lineage colour, negative contributions grey), for a track hub's ``genomes.txt`` to name."""
+    the short label cut to UCSC's 17 characters, lineage colour, negative contributions grey),
+    for a track hub's ``genomes.txt`` to name."""
     here = Path(path).parent
     stanzas = []
     for s in specs:
@@ -487,7 +494,7 @@ def write_trackdb(
             "type bigWig",
             f"bigDataUrl {os.path.relpath(bigwigs[s.stem], here)}",
             f"shortLabel {labels[s.stem][0][:17]}",
-            f"longLabel {labels[s.stem][1][:80]}",
+            f"longLabel {labels[s.stem][1]}",
             f"color {colours[s.stem]}",
             "visibility full",
             "autoScale on",
@@ -514,7 +521,7 @@ class TrackSource:
     normalisation: str  # key of NORMALISATION
 
 
-def test_ocr_source(
+def ocr_source(
     seq_path: str | os.PathLike,
     ocrs_path: str | os.PathLike,
     profile_path: str | os.PathLike,
@@ -738,7 +745,7 @@ def run_tracks(
             f"profile, but `preprocess.window` is {window} and `profile_width` {width}."
         )
     if regions_bed is None:
-        source = test_ocr_source(seq_path, ocrs_path, profile_path, counts_path, lengths, window)
+        source = ocr_source(seq_path, ocrs_path, profile_path, counts_path, lengths, window)
     else:
         if len(bams) != len(data_celltypes):
             raise InputError(
