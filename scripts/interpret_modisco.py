@@ -24,14 +24,13 @@ try:
             out.bed,
         )
     elif rule == "interpret_modisco":
-        options = params.options
         modisco.run_modisco_motifs(
             inp.ohe,
             inp.hyp,
             out.h5,
-            max_seqlets=int(options["max_seqlets"]),
-            n_leiden=int(options["n_leiden"]),
-            window=int(options["window"]),
+            max_seqlets=int(params.max_seqlets),
+            n_leiden=int(params.n_leiden),
+            window=int(params.window),
             threads=snakemake.threads,
         )
     elif rule == "interpret_jaspar_meme":
@@ -41,7 +40,7 @@ try:
             inp.h5,
             inp.meme,
             out.report,
-            n_examples=int(params.options["report_examples"]),
+            n_examples=int(params.report_examples),
             threads=snakemake.threads,
         )
     elif rule == "interpret_modisco_tomtom":

@@ -255,7 +255,9 @@ rule interpret_modisco:
     resources:
         **job_resources("interpret"),
     params:
-        options=INTERPRET["modisco_options"],
+        max_seqlets=INTERPRET["modisco_options"]["max_seqlets"],
+        n_leiden=INTERPRET["modisco_options"]["n_leiden"],
+        window=INTERPRET["modisco_options"]["window"],
     script:
         "../../scripts/interpret_modisco.py"
 
@@ -289,7 +291,7 @@ rule interpret_modisco_report:
         "../../envs/interpret.yaml"
     threads: config["threads"]
     params:
-        options=INTERPRET["modisco_options"],
+        report_examples=INTERPRET["modisco_options"]["report_examples"],
     script:
         "../../scripts/interpret_modisco.py"
 
