@@ -747,9 +747,11 @@ def run_tracks(
     if regions_bed is None:
         source = ocr_source(seq_path, ocrs_path, profile_path, counts_path, lengths, window)
     else:
-        if len(bams) != len(data_celltypes):
+        names = [Path(b).name.removesuffix(".bam") for b in bams]
+        if names != data_celltypes:
             raise InputError(
-                f"{len(bams)} BAMs for the {len(data_celltypes)} cell types of {celltypes_path}."
+                f"the BAMs {names[:4]}... are not one per cell type of {celltypes_path} in its "
+                "order; rerun the preprocessing with the same cell types."
             )
         test_profile = np.load(profile_path, mmap_mode="r")
         factors = size_factors(test_profile, np.load(counts_path), data_celltypes)
