@@ -28,6 +28,9 @@ planted JASPAR motifs named by TomTom among the clusters, NOVEL1's cluster witho
 match, and the correlation of the recovered lineage-specific motifs' per-lineage insertion effect
 with the planted one-site effect, the quantity a perfect model reproduces
 (``interpret/truth_recovery.tsv``, ``r_cluster_site_effect_profile``; >= 0.8 for at least 6).
+With ``interpret.modisco`` (config/validate.yaml) it also prints the two motif callers side by
+side (``interpret/motif_callers_summary.tsv`` and ``motif_callers.tsv``) as a Markdown table for
+the README.
 """
 
 from __future__ import annotations
@@ -191,6 +194,7 @@ def main() -> None:
         print(f"{name:<{width}}  {r:6.3f}  {r_log:6.3f}  {note}")
     print_interpreted_sites(Path(args.results) / args.dataset, truth / "sites.tsv")
     print_targets(Path(args.results) / args.dataset, truth / "activity.tsv")
+    print_motif_callers(Path(args.results) / args.dataset)
 
 
 NOVEL = "NOVEL1"  # the simulator's synthetic motif (no JASPAR match by construction)
@@ -315,6 +319,39 @@ def print_targets(results: Path, activity_tsv: Path) -> None:
         print("\nvalidation targets")
         for target, value, ok in lines:
             print(f"[{'met' if ok else 'MISSED'}] {target}: {value}")
+
+
+def print_motif_callers(results: Path) -> None:
+    """The paper's seqlet clustering vs TF-MoDISco on the planted motifs (Markdown table), and
+    which planted motifs only one of them names."""
+    summary = results / "interpret" / "motif_callers_summary.tsv"
+    per_motif = results / "interpret" / "motif_callers.tsv"
+    if not (summary.exists() and per_motif.exists()):
+        return
+    table = pd.read_csv(summary, sep="\t", keep_default_na=False)
+    print("\nmotif callers on the planted truth (interpret/motif_callers_summary.tsv)")
+    print(
+        f"| caller | planted JASPAR motifs named (q < 0.05) | {NOVEL} | wall time | peak memory |"
+    )
+    print("|---|---|---|---|---|")
+    for row in table.itertuples():
+        novel = f"found ({row.novel_motif})" if str(row.novel_found) == "True" else "not found"
+        print(
+            f"| {row.method} ({row.motifs} motifs) | {row.named} of {row.planted_jaspar_motifs}: "
+            f"{str(row.named_motifs).replace(',', ', ') or 'none'} | {novel} | "
+            f"{float(row.seconds) / 60:.1f} min | {float(row.max_rss_mb) / 1024:.2f} GB |"
+        )
+    rows = pd.read_csv(per_motif, sep="\t")
+    named = {
+        c: set(rows.loc[rows[f"{c}_named"].astype(bool), "planted_motif"]) for c in table.caller
+    }
+    if {"clustering", "modisco"} <= set(named):
+        only_m = sorted(named["modisco"] - named["clustering"])
+        only_c = sorted(named["clustering"] - named["modisco"])
+        print(
+            f"named by modisco-lite only: {', '.join(only_m) or 'none'}; "
+            f"by the clustering only: {', '.join(only_c) or 'none'}"
+        )
 
 
 def _lineage_specific(activity_tsv: Path, rows: pd.Series) -> set[str]:

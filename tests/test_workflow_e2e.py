@@ -97,3 +97,23 @@ def test_html_report_holds_every_figure(tiny_run):
     html = report.read_text(errors="replace")
     for name in config["figures"]:
         assert f"{name}.png" in html, f"{name} is not in the report"
+
+
+@pytest.mark.slow
+def test_tracks_and_motif_callers_are_built(tiny_run):
+    import pandas as pd
+    import pyBigWig
+
+    workdir, config, _ = tiny_run
+    results = workdir / "results" / config["dataset"]
+    bigwigs = sorted((results / "tracks").glob("*.bw"))
+    # per lineage 4 kinds, per cell type 3 (config/tiny.yaml: per_celltype, a bias model)
+    assert len(bigwigs) == 10 * 4 + 20 * 3
+    with pyBigWig.open(str(results / "tracks" / "lineage.B.observed.bw")) as bw:
+        assert bw.header()["nBasesCovered"] > 0
+    assert (results / "tracks" / "igv_session.xml").read_text().count("<Track ") == len(bigwigs)
+    for name in ("ohe.npz", "hyp.npz", "regions.bed", "modisco.h5", "report/report.html"):
+        assert (results / "interpret" / "modisco" / "pooled" / name).exists(), name
+    summary = pd.read_csv(results / "interpret" / "motif_callers_summary.tsv", sep="\t")
+    assert summary["caller"].tolist() == ["clustering", "modisco"]
+    assert (summary["seconds"] > 0).all() and (summary["planted_jaspar_motifs"] == 14).all()

@@ -36,6 +36,7 @@ from bpaitac.data.arrays import (
     read_ocrs_tsv,
     window_status,
 )
+from bpaitac.data.bed import read_bed
 from bpaitac.data.fragments import count_fragment_insertions
 from bpaitac.data.insertions import (
     ReadFilter,
@@ -193,36 +194,16 @@ def read_regions_bed(
     path: str | os.PathLike, lengths: Mapping[str, int], genome: str | os.PathLike = "the genome"
 ) -> pd.DataFrame:
     """Protein-free regions (chrom, start, end, name) from a BED file, checked against the
-    genome (``lengths``, read from ``genome``)."""
-    path = Path(path)
-    rows = []
-    with open(path) as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            f = line.rstrip("\n").split("\t")
-            try:
-                chrom, start, end = f[0], int(f[1]), int(f[2])
-            except (IndexError, ValueError) as exc:
-                raise InputError(
-                    f"{path}, line {i}: expected chrom<TAB>start<TAB>end (BED), got {line!r}."
-                ) from exc
-            if chrom not in lengths:
-                raise InputError(
-                    f"{path}, line {i}: chromosome {chrom!r} is not in {genome}; the protein-free "
-                    "genome must be the assembly of the regions (hg38 for PRINT's BAC clones): "
-                    "set `download.protein_free_genome_url`."
-                )
-            if not 0 <= start < end <= lengths[chrom]:
-                raise InputError(
-                    f"{path}, line {i}: {chrom}:{start}-{end} is not inside the genome; fix the "
-                    "region or use the matching genome."
-                )
-            name = f[3] if len(f) > 3 and f[3] else f"{chrom}:{start}-{end}"
-            rows.append((chrom, start, end, name))
-    if not rows:
-        raise InputError(f"{path}: no regions; the protein-free BED file is empty.")
-    return pd.DataFrame(rows, columns=["chrom", "start", "end", "name"])
+    genome (``lengths``, read from ``genome``) by :func:`bpaitac.data.bed.read_bed`."""
+    regions = read_bed(
+        path,
+        lengths,
+        genome,
+        what="protein-free BED file",
+        contig_fix="the protein-free genome must be the assembly of the regions (hg38 for "
+        "PRINT's BAC clones): set `download.protein_free_genome_url`.",
+    )
+    return regions.drop(columns="line")
 
 
 def tile_regions(regions: pd.DataFrame, window: int, stride: int) -> pd.DataFrame:

@@ -128,7 +128,9 @@ def _test_text(test: PairedTest, unit: str) -> str:
     return f"paired Wilcoxon, n = {test.n} {unit}: {_fmt_p(test.pvalue)}"
 
 
-def _lineage_colours(lineages: Sequence[str]) -> dict[str, Any]:
+def lineage_colours(lineages: Sequence[str]) -> dict[str, Any]:
+    """Lineage -> matplotlib RGBA colour (tab10, tab20 beyond ten lineages), in the order given:
+    the one lineage palette of the figures and the genome-browser tracks."""
     cmap = plt.get_cmap("tab10" if len(lineages) <= 10 else "tab20")
     return {lin: cmap(i % cmap.N) for i, lin in enumerate(lineages)}
 
@@ -159,7 +161,7 @@ def draw_scatter(
             else pd.Series(pairs.index, index=pairs.index)
         )
         order = list(lineages) or list(dict.fromkeys(lineage_of.loc[pairs.index]))
-        colours = _lineage_colours(order)
+        colours = lineage_colours(order)
         for lin in order:
             idx = [u for u in pairs.index if lineage_of.get(u) == lin]
             if idx:

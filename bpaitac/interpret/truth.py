@@ -83,7 +83,7 @@ def truth_recovery(
     by_motif = tested_clusters(clusters).set_index("motif")
     rows = []
     for name in planted:
-        hits = _planted_hits(matches, by_motif.index, name)
+        hits = planted_hits(matches, by_motif.index, name)
         n_prof = int(by_motif.loc[hits["query"], "n_profile"].sum()) if len(hits) else 0
         n_ref = int(by_motif.loc[hits["query"], "n_reference"].sum()) if len(hits) else 0
         by = {(True, True): "both", (True, False): "profile", (False, True): "reference"}
@@ -128,7 +128,7 @@ def log_activity(activity: pd.Series) -> pd.Series:
     return np.log(activity.where(activity > 0))
 
 
-def _planted_hits(matches: pd.DataFrame, motifs: pd.Index, planted: str) -> pd.DataFrame:
+def planted_hits(matches: pd.DataFrame, motifs: pd.Index, planted: str) -> pd.DataFrame:
     """TomTom matches of the cluster motifs ``motifs`` to one planted motif, best q first."""
     hits = matches[matches["target"] == planted].sort_values("q_value")
     return hits[hits["query"].isin(motifs)]
@@ -262,7 +262,7 @@ def run_truth(
     # Figure 3c inserts only the clusters the paper's rule chooses; every recovered motif's best
     # cluster is inserted here too, so each has an insertion effect to compare with its activity.
     tested = pd.Index(tested_clusters(clusters)["motif"])
-    best = {h["query"].iloc[0] for p in planted if len(h := _planted_hits(matches, tested, p))}
+    best = {h["query"].iloc[0] for p in planted if len(h := planted_hits(matches, tested, p))}
     extra = sorted(best - set(inserted["motif"]))
     cluster_consensus = dict(zip(clusters["motif"], clusters["consensus"]))
     effects, _ = insert_motifs(

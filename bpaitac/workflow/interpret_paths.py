@@ -6,6 +6,7 @@ Torch-free on purpose: ``workflow/rules/interpret.smk`` imports it at parse time
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,22 @@ TEST_FILE = "results/{dataset}/data/test/{name}"
 INTERPRET_FILE = "results/{dataset}/interpret/{name}"
 TRUTH_FILE = "resources/{dataset}/truth/{name}"
 FIGURE_FILE = "results/{dataset}/figures/{figure}.{ext}"
+BENCHMARK_FILE = "results/{dataset}/benchmarks/interpret/{name}.tsv"
+MODISCO_FILE = "results/{dataset}/interpret/modisco/{name}"
+MODISCO_GROUP_FILE = "results/{dataset}/interpret/modisco/{group}/{name}"
+MODISCO_INPUTS = ("ohe.npz", "hyp.npz", "regions.bed")
+"""modisco-lite's inputs per group: one-hot (N, 4, L), hypothetical contributions (N, 4, L)
+(each the ``.npz`` array ``arr_0`` that ``modisco motifs -s/-a`` reads) and the windows' BED."""
+MODISCO_TOMTOM = ("patterns.meme", "patterns.tsv", "tomtom_jaspar.tsv")
+MOTIF_CALLERS = ("motif_callers.tsv", "motif_callers_summary.tsv")
+CLUSTERING_RULES = ("seqlets", "clusters", "tomtom_jaspar")
+"""Benchmarked rules of the paper's motif calling (seqlets, clustering, TomTom naming)."""
+
+
+def file_safe(name: str) -> str:
+    """``name`` with every character other than letters, digits, ``.``, ``_``, ``-`` replaced by
+    ``_`` (``Stem&Prog`` -> ``Stem_Prog``): file names that also work as URLs (IGV, UCSC)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 def interpret_models(config: Mapping[str, Any], catalogue: Mapping[str, Any]) -> dict[str, str]:
@@ -200,10 +217,102 @@ class InterpretPaths:
 
         return inputs
 
+    # -- TF-MoDISco (modisco-lite) ---------------------------------------------------------
+
+    def modisco_groups(self, lineages: Sequence[str]) -> dict[str, list[str]]:
+        """modisco run -> the lineages it reads: ``pooled`` (all) or one run per lineage (named
+        :func:`file_safe`), config ``interpret.modisco_options.by``."""
+        if self.icfg["modisco_options"]["by"] == "pooled":
+            return {"pooled": list(lineages)}
+        groups = {file_safe(lin): [lin] for lin in lineages}
+        if len(groups) != len(lineages):
+            raise ConfigError(
+                "config key `interpret.modisco_options.by`: lineage names that differ only in "
+                f"punctuation ({', '.join(lineages)}) share a modisco directory; use `pooled`."
+            )
+        return groups
+
+    def modisco_roles(self) -> list[str]:
+        """The roles whose attributions modisco reads (``interpret.modisco_options.roles``)."""
+        return list(self.icfg["modisco_options"]["roles"])
+
+    def modisco_export_inputs(self, wildcards: Any) -> dict[str, str]:
+        """Role -> attribution npz of the roles modisco reads, and the test split's OCRs."""
+        models = self.roles()
+        out = {
+            role: self.interpret_file(wildcards.dataset, f"attributions/{models[role]}.npz")
+            for role in self.modisco_roles()
+        }
+        return {**out, "ocrs": self.test_file(wildcards.dataset, "ocrs.tsv")}
+
+    def jaspar_meme(self) -> str:
+        """The JASPAR release of ``interpret.tomtom`` as a MEME file (``modisco report -m``)."""
+        release = file_safe(str(self.icfg["tomtom"]["jaspar_release"]))
+        return INTERPRET_FILE.replace("{name}", f"jaspar/{release}.meme")
+
+    def modisco_results(self, dataset: str, lineages: Sequence[str], name: str) -> list[str]:
+        """``name`` (``modisco.h5``, ``report``, ...) of every modisco run."""
+        return [
+            MODISCO_GROUP_FILE.format(dataset=dataset, group=g, name=name)
+            for g in self.modisco_groups(lineages)
+        ]
+
+    def modisco_benchmarks(self, dataset: str, lineages: Sequence[str]) -> list[str]:
+        """Benchmark files of the modisco motif calling: export, ``modisco motifs`` per run,
+        TomTom of the patterns."""
+        groups = list(self.modisco_groups(lineages))
+        names = [
+            *(f"modisco_inputs_{g}" for g in groups),
+            *(f"modisco_{g}" for g in groups),
+            "modisco_tomtom",
+        ]
+        return [BENCHMARK_FILE.format(dataset=dataset, name=n) for n in names]
+
+    def motif_callers_inputs(self, lineages: Sequence[str]) -> Callable[[Any], dict[str, Any]]:
+        """Input function of rule ``interpret_motif_callers``: both callers' motifs and TomTom
+        tables, the planted motifs and the benchmark files of both callers' rules."""
+
+        def inputs(wildcards: Any) -> dict[str, Any]:
+            d = wildcards.dataset
+            return {
+                "truth_meme": TRUTH_FILE.format(dataset=d, name="motifs.meme"),
+                "clusters": self.interpret_file(d, "clusters.tsv"),
+                "clusters_meme": self.interpret_file(d, "clusters.meme"),
+                "clusters_tomtom": self.interpret_file(d, "tomtom_jaspar.tsv"),
+                "modisco_meme": MODISCO_FILE.format(dataset=d, name="patterns.meme"),
+                "modisco_tomtom": MODISCO_FILE.format(dataset=d, name="tomtom_jaspar.tsv"),
+                "clustering_benchmarks": [
+                    BENCHMARK_FILE.format(dataset=d, name=n) for n in CLUSTERING_RULES
+                ],
+                "modisco_benchmarks": self.modisco_benchmarks(d, lineages),
+            }
+
+        return inputs
+
+    def modisco_targets(self, dataset: str, lineages: Sequence[str]) -> list[str]:
+        """modisco-lite's inputs always; with ``interpret.modisco`` its results, reports, the
+        TomTom of its patterns and, on simulated data, the comparison of both motif callers."""
+        out = [
+            MODISCO_GROUP_FILE.format(dataset=dataset, group=g, name=n)
+            for g in self.modisco_groups(lineages)
+            for n in MODISCO_INPUTS
+        ]
+        if not self.icfg["modisco"]:
+            return out
+        out += self.modisco_results(dataset, lineages, "modisco.h5")
+        out += self.modisco_results(dataset, lineages, "report")
+        out += [MODISCO_FILE.format(dataset=dataset, name=n) for n in MODISCO_TOMTOM]
+        if self.config["source"] == "simulate":
+            out += [self.interpret_file(dataset, n) for n in MOTIF_CALLERS]
+        return out
+
     # -- default targets -------------------------------------------------------------------
 
-    def targets(self, dataset: str, figures: Iterable[str]) -> list[str]:
-        """Requested interpretation figures (PDF + PNG) and, when simulated, the truth table."""
+    def targets(
+        self, dataset: str, figures: Iterable[str], lineages: Sequence[str] = ()
+    ) -> list[str]:
+        """Requested interpretation figures (PDF + PNG), when simulated the truth table, and
+        the TF-MoDISco files of :meth:`modisco_targets` (for ``lineages``)."""
         wanted = [f for f in figures if f in FIGURES]
         if not wanted:
             return []
@@ -220,4 +329,6 @@ class InterpretPaths:
         ]
         if self.config["source"] == "simulate":
             out.append(self.interpret_file(dataset, "truth_recovery.tsv"))
+        if lineages:
+            out += self.modisco_targets(dataset, lineages)
         return out

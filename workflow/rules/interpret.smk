@@ -1,5 +1,6 @@
 """Interpretation (Figures 3a-d, S5-S7): regions -> DeepSHAP -> seqlets -> clusters -> TomTom
--> motif insertion and deep footprints, plus the truth table on simulated data.
+-> motif insertion and deep footprints, plus the truth table on simulated data; genome-browser
+tracks (bigWigs, IGV session, trackDb); TF-MoDISco (modisco-lite) as a second motif caller.
 
 Which models are compared, and every threshold, come from the config's `interpret:` block,
 validated with its defaults filled (workflow/schemas/interpret.schema.yaml, the only place
@@ -10,10 +11,13 @@ insertion, truth) and the figures in bpaitac/interpret/figures.py (registry FIGU
 
 from bpaitac.workflow.interpret_paths import FIGURES as INTERPRET_FIGURES
 from bpaitac.workflow.interpret_paths import InterpretPaths
+from bpaitac.workflow.tracks_paths import TrackPaths
 
 INTERPRET = config["interpret"]
 INTERPRET_PATHS = InterpretPaths(config, CATALOGUE)
-TARGET_FUNCTIONS["interpret"] = lambda: INTERPRET_PATHS.targets(DATASET, FIGURES)
+TARGET_FUNCTIONS["interpret"] = lambda: INTERPRET_PATHS.targets(DATASET, FIGURES, LINEAGES)
+TRACK_PATHS = TrackPaths(config, CATALOGUE, LINEAGES, SELECTED_CELLTYPES)
+MODISCO_GROUPS = INTERPRET_PATHS.modisco_groups(LINEAGES)
 
 
 rule interpret_regions:
@@ -63,6 +67,8 @@ rule interpret_seqlets:
         seqlets="results/{dataset}/interpret/seqlets.tsv",
     log:
         "logs/{dataset}/interpret/seqlets.log",
+    benchmark:
+        "results/{dataset}/benchmarks/interpret/seqlets.tsv"
     conda:
         "../../envs/interpret.yaml"
     params:
@@ -173,6 +179,170 @@ if config["source"] == "simulate":
             lineages=LINEAGES,
         script:
             "../../scripts/interpret_truth.py"
+
+
+# Genome-browser tracks of the profile model (bpaitac/interpret/tracks.py); defined when the
+# config names a profile model of the catalogue (the bigWigs it writes depend on that model).
+if TRACK_PATHS.available():
+    TARGET_FUNCTIONS["tracks"] = lambda: TRACK_PATHS.targets(DATASET, FIGURES)
+
+    rule interpret_tracks:
+        input:
+            unpack(TRACK_PATHS.inputs),
+        output:
+            bigwigs=TRACK_PATHS.bigwigs(),
+            session="results/{dataset}/tracks/igv_session.xml",
+            trackdb="results/{dataset}/tracks/trackDb.txt",
+        log:
+            "logs/{dataset}/interpret/tracks.log",
+        benchmark:
+            "results/{dataset}/benchmarks/interpret/tracks.tsv"
+        conda:
+            "../../envs/interpret.yaml"
+        threads: config["threads"]
+        resources:
+            **job_resources("interpret"),
+            gpu=gpu_request(),
+        params:
+            tracks=INTERPRET["tracks"],
+            preprocess=config["preprocess"],
+            deepshap=INTERPRET["deepshap"],
+            seed=config["seed"],
+            device=config["device"],
+            lineages=LINEAGES,
+        script:
+            "../../scripts/interpret_tracks.py"
+
+
+# TF-MoDISco (bpaitac/interpret/modisco.py): its inputs always, the runs with interpret.modisco.
+rule interpret_modisco_inputs:
+    input:
+        unpack(INTERPRET_PATHS.modisco_export_inputs),
+    output:
+        ohe="results/{dataset}/interpret/modisco/{group}/ohe.npz",
+        hyp="results/{dataset}/interpret/modisco/{group}/hyp.npz",
+        bed="results/{dataset}/interpret/modisco/{group}/regions.bed",
+    log:
+        "logs/{dataset}/interpret/modisco_inputs_{group}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/interpret/modisco_inputs_{group}.tsv"
+    wildcard_constraints:
+        group=_alternatives(MODISCO_GROUPS),
+    conda:
+        "../../envs/interpret.yaml"
+    params:
+        roles=INTERPRET_PATHS.modisco_roles(),
+        lineages=lambda wc: MODISCO_GROUPS[wc.group],
+    script:
+        "../../scripts/interpret_modisco.py"
+
+
+rule interpret_modisco:
+    input:
+        ohe="results/{dataset}/interpret/modisco/{group}/ohe.npz",
+        hyp="results/{dataset}/interpret/modisco/{group}/hyp.npz",
+    output:
+        h5="results/{dataset}/interpret/modisco/{group}/modisco.h5",
+    log:
+        "logs/{dataset}/interpret/modisco_{group}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/interpret/modisco_{group}.tsv"
+    wildcard_constraints:
+        group=_alternatives(MODISCO_GROUPS),
+    conda:
+        "../../envs/interpret.yaml"
+    threads: config["threads"]
+    resources:
+        **job_resources("interpret"),
+    params:
+        max_seqlets=INTERPRET["modisco_options"]["max_seqlets"],
+        n_leiden=INTERPRET["modisco_options"]["n_leiden"],
+        window=INTERPRET["modisco_options"]["window"],
+    script:
+        "../../scripts/interpret_modisco.py"
+
+
+rule interpret_jaspar_meme:
+    output:
+        meme=INTERPRET_PATHS.jaspar_meme(),
+    log:
+        "logs/{dataset}/interpret/jaspar_meme.log",
+    conda:
+        "../../envs/interpret.yaml"
+    params:
+        release=INTERPRET["tomtom"]["jaspar_release"],
+    script:
+        "../../scripts/interpret_modisco.py"
+
+
+rule interpret_modisco_report:
+    input:
+        h5="results/{dataset}/interpret/modisco/{group}/modisco.h5",
+        meme=INTERPRET_PATHS.jaspar_meme(),
+    output:
+        report=directory("results/{dataset}/interpret/modisco/{group}/report"),
+    log:
+        "logs/{dataset}/interpret/modisco_report_{group}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/interpret/modisco_report_{group}.tsv"
+    wildcard_constraints:
+        group=_alternatives(MODISCO_GROUPS),
+    conda:
+        "../../envs/interpret.yaml"
+    threads: config["threads"]
+    params:
+        report_examples=INTERPRET["modisco_options"]["report_examples"],
+    script:
+        "../../scripts/interpret_modisco.py"
+
+
+rule interpret_modisco_tomtom:
+    input:
+        h5s=lambda wc: INTERPRET_PATHS.modisco_results(wc.dataset, LINEAGES, "modisco.h5"),
+    output:
+        meme="results/{dataset}/interpret/modisco/patterns.meme",
+        patterns="results/{dataset}/interpret/modisco/patterns.tsv",
+        tomtom="results/{dataset}/interpret/modisco/tomtom_jaspar.tsv",
+    log:
+        "logs/{dataset}/interpret/modisco_tomtom.log",
+    benchmark:
+        "results/{dataset}/benchmarks/interpret/modisco_tomtom.tsv"
+    conda:
+        "../../envs/interpret.yaml"
+    threads: config["threads"]
+    params:
+        groups=list(MODISCO_GROUPS),
+        trim=INTERPRET["clustering"]["trim"],
+        tomtom=INTERPRET["tomtom"],
+    script:
+        "../../scripts/interpret_modisco.py"
+
+
+if config["source"] == "simulate":
+
+    rule interpret_motif_callers:
+        input:
+            unpack(INTERPRET_PATHS.motif_callers_inputs(LINEAGES)),
+        output:
+            table=report(
+                "results/{dataset}/interpret/motif_callers.tsv",
+                caption="../report/motif_callers.rst",
+                category="Interpretation vs simulated truth",
+            ),
+            summary=report(
+                "results/{dataset}/interpret/motif_callers_summary.tsv",
+                caption="../report/motif_callers_summary.rst",
+                category="Interpretation vs simulated truth",
+            ),
+        log:
+            "logs/{dataset}/interpret/motif_callers.log",
+        conda:
+            "../../envs/interpret.yaml"
+        threads: config["threads"]
+        params:
+            tomtom=INTERPRET["tomtom"],
+        script:
+            "../../scripts/interpret_modisco.py"
 
 
 for _figure in INTERPRET_FIGURES:
