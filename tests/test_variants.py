@@ -20,10 +20,16 @@ from bpaitac.data.sequence import encode_sequence, one_hot
 from bpaitac.io import ConfigError, InputError
 from bpaitac.model.network import build_model, load_model, save_model
 from bpaitac.variants import figures as vfig
-from bpaitac.variants.inputs import check_against_genome, read_variant_file, trim_alleles
+from bpaitac.variants.inputs import check_against_genome, read_variant_file
 from bpaitac.variants.score import SUMMARY_COLUMNS, TIDY_COLUMNS, score_variants, strand_predictions
 from bpaitac.variants.truth import roc_auc, variant_recovery
-from bpaitac.variants.windows import VariantSet, build_groups, genome_fetcher, variant_kind
+from bpaitac.variants.windows import (
+    VariantSet,
+    build_groups,
+    genome_fetcher,
+    trim_alleles,
+    variant_kind,
+)
 from bpaitac.workflow.config import validate_config
 from bpaitac.workflow.variant_paths import VariantPaths
 

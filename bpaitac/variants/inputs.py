@@ -38,6 +38,7 @@ from typing import IO
 import pandas as pd
 
 from bpaitac.io import InputError, require_file
+from bpaitac.variants.windows import trim_alleles, window_extent
 
 log = logging.getLogger(__name__)
 
@@ -231,17 +232,6 @@ def read_variant_file(path: str | os.PathLike) -> pd.DataFrame:
     return split_alleles(records, path)
 
 
-def trim_alleles(pos: int, ref: str, alt: str) -> tuple[int, str, str]:
-    """Drop the bases REF and ALT share at the start, then at the end (the VCF anchor base):
-    returns (0-based start of the changed bases, ref part, alt part); one part may be empty."""
-    start = pos - 1
-    while ref and alt and ref[0] == alt[0]:
-        ref, alt, start = ref[1:], alt[1:], start + 1
-    while ref and alt and ref[-1] == alt[-1]:
-        ref, alt = ref[:-1], alt[:-1]
-    return start, ref, alt
-
-
 def check_against_genome(
     table: pd.DataFrame,
     contigs: Mapping[str, int],
@@ -256,12 +246,10 @@ def check_against_genome(
 
     ``contigs`` maps contig -> length; ``fetch(chrom, start, end)`` returns the genome's bases
     (0-based, half-open). ``flank`` is the bases a window needs on each side of the variant's
-    start (:func:`bpaitac.variants.windows.window_extent`). An unknown contig or a window off
+    start (:func:`~bpaitac.variants.windows.window_extent`). An unknown contig or a window off
     the contig raises :class:`InputError` naming the file and the line, as does a REF mismatch
     with ``on_ref_mismatch: error``.
     """
-    from bpaitac.variants.windows import window_extent
-
     if on_ref_mismatch not in ON_REF_MISMATCH:
         raise InputError(
             f"config key `variants.on_ref_mismatch`: {on_ref_mismatch!r}; allowed values: "

@@ -2,7 +2,7 @@
 
 Both windows are ``2 x flank`` bp (1 kb, the network's input) and start ``flank`` bp before the
 variant's first changed base (after the bases REF and ALT share are trimmed,
-:func:`bpaitac.variants.inputs.trim_alleles`): that base sits at the window centre, and the
+:func:`trim_alleles`): that base sits at the window centre, and the
 two windows share the same left flank base for base. Everything right of the variant shifts
 with the length change: for a deletion of ``d`` bases the alt window reads ``d`` more genome
 bases on the right, for an insertion of ``i`` bases it drops the last ``i`` (padded or trimmed
@@ -42,6 +42,17 @@ FetchCodes = Callable[[str, int, int], np.ndarray]
 the range leaves the contig."""
 
 
+def trim_alleles(pos: int, ref: str, alt: str) -> tuple[int, str, str]:
+    """Drop the bases REF and ALT share at the start, then at the end (the VCF anchor base):
+    returns (0-based start of the changed bases, ref part, alt part); one part may be empty."""
+    start = pos - 1
+    while ref and alt and ref[0] == alt[0]:
+        ref, alt, start = ref[1:], alt[1:], start + 1
+    while ref and alt and ref[-1] == alt[-1]:
+        ref, alt = ref[:-1], alt[:-1]
+    return start, ref, alt
+
+
 def window_extent(start: int, ref_len: int, alt_len: int, flank: int) -> tuple[int, int]:
     """Genome span [lo, hi) (0-based) that the ref and alt windows of a variant read."""
     return start - flank, start + flank + max(ref_len - alt_len, 0)
@@ -63,7 +74,7 @@ def variant_kind(ref: str, alt: str) -> str:
 
 @dataclass(frozen=True)
 class VariantSet:
-    """The variants to score, trimmed (:func:`bpaitac.variants.inputs.trim_alleles`): contig,
+    """The variants to score, trimmed (:func:`trim_alleles`): contig,
     0-based start of the changed bases, and the changed REF and ALT bases (N,)."""
 
     chrom: np.ndarray
@@ -81,8 +92,6 @@ class VariantSet:
 
 def variant_set(table: pd.DataFrame) -> VariantSet:
     """The ``ok`` rows of a variant table (:data:`bpaitac.variants.inputs.TABLE_COLUMNS`)."""
-    from bpaitac.variants.inputs import trim_alleles
-
     ok = table[table["status"] == "ok"]
     trimmed = [trim_alleles(p, r, a) for p, r, a in zip(ok["pos"], ok["ref"], ok["alt"])]
     return VariantSet(
