@@ -65,6 +65,11 @@ class VariantPaths:
         roles = {icfg["profile_model"]: "profile", icfg["reference_model"]: "reference"}
         return {m: roles.get(m, "") for m in self.models()}
 
+    @property
+    def downloaded(self) -> bool:
+        """True when ``variants.path`` is a URL, fetched by rule ``download_variants``."""
+        return self.enabled and is_url(str(self.vcfg["path"]))
+
     def download_file(self, dataset: str) -> str:
         """Where a ``variants.path`` URL is downloaded to (the URL's file name kept)."""
         name = PurePosixPath(urlparse(self.vcfg["path"]).path).name or "variants.vcf.gz"

@@ -16,7 +16,7 @@ if VARIANT_PATHS.enabled:
     VARIANT_PATHS.models()  # an unknown model name stops the run here, naming the config key
 
 
-if VARIANT_PATHS.enabled and VARIANT_PATHS.variant_file(DATASET) != VARIANTS["path"]:
+if VARIANT_PATHS.downloaded:
 
     rule download_variants:
         output:
