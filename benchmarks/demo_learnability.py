@@ -25,12 +25,14 @@ When the workflow's evaluation and interpretation tables exist (``make validate`
 prints the validation targets (README, "Validation on known truth") against the measured values:
 bpAI-TAC's mean per-OCR R, the paired AI-TAC vs bpAI-TAC decision (``eval/comparisons.tsv``),
 planted JASPAR motifs named by TomTom among the clusters, NOVEL1's cluster without a JASPAR
-match, and the correlation of the recovered lineage-specific motifs' per-lineage insertion effect
-with the planted one-site effect, the quantity a perfect model reproduces
-(``interpret/truth_recovery.tsv``, ``r_cluster_site_effect_profile``; >= 0.8 for at least 6).
-With ``interpret.modisco`` (config/validate.yaml) it also prints the two motif callers side by
-side (``interpret/motif_callers_summary.tsv`` and ``motif_callers.tsv``) as a Markdown table for
-the README.
+match, the correlation of the recovered lineage-specific motifs' per-lineage insertion effect with
+the planted one-site effect, the quantity a perfect model reproduces
+(``interpret/truth_recovery.tsv``, ``r_cluster_site_effect_profile``; >= 0.8 for at least 6), and
+the variant effects of the simulator's SNVs (``variants/truth_recovery.tsv``): R between predicted
+and planted per-lineage log2FC over the site-breaking SNVs and the AUC separating them from
+background SNVs, bpAI-TAC and AI-TAC. With ``interpret.modisco`` (config/validate.yaml) it also
+prints the two motif callers side by side (``interpret/motif_callers_summary.tsv`` and
+``motif_callers.tsv``) as a Markdown table for the README.
 """
 
 from __future__ import annotations
@@ -315,10 +317,54 @@ def print_targets(results: Path, activity_tsv: Path) -> None:
                     n_ok >= 6,
                 )
             )
+    lines += variant_targets(results / "variants" / "truth_recovery.tsv")
     if lines:
         print("\nvalidation targets")
         for target, value, ok in lines:
-            print(f"[{'met' if ok else 'MISSED'}] {target}: {value}")
+            mark = "info" if ok is None else "met" if ok else "MISSED"
+            print(f"[{mark}] {target}: {value}")
+
+
+VARIANT_R, VARIANT_AUC = 0.7, 0.9  # README, "Validation on known truth"
+
+
+def variant_targets(table_tsv: Path) -> list[tuple[str, str, bool | None]]:
+    """The variant-effect targets (bpaitac.variants.truth): bpAI-TAC's R and AUC on the SNVs of
+    the test chromosomes, AI-TAC's beside them, and the two models compared (not judged)."""
+    if not table_tsv.exists():
+        return []
+    table = pd.read_csv(table_tsv, sep="\t")
+    rows = {(r.role, r.subset): r for r in table.itertuples() if r.role in ("profile", "reference")}
+    prof, ref = rows.get(("profile", "held_out")), rows.get(("reference", "held_out"))
+    if prof is None:
+        return []
+    out: list[tuple[str, str, bool | None]] = []
+    for key, goal, what in (
+        ("r_breaking", VARIANT_R, "R of predicted vs planted per-lineage log2FC"),
+        ("auc_breaking", VARIANT_AUC, "AUC site-breaking vs background SNVs by max |log2FC|"),
+    ):
+        value = getattr(prof, key)
+        text = f"{value:.3f} over {prof.n_breaking} site-breaking SNVs on the test chromosomes"
+        if key == "auc_breaking":
+            text += f" and {prof.n_background} background SNVs"
+        if ref is not None:
+            text += f"; {ref.label} {getattr(ref, key):.3f}"
+        every = [rows.get((role, "all")) for role in ("profile", "reference")]
+        text += "; all chromosomes (incl. training OCRs): " + ", ".join(
+            f"{r.label} {getattr(r, key):.3f}" for r in every if r is not None
+        )
+        out.append((f"{prof.label} variant effects, {what} >= {goal}", text, bool(value >= goal)))
+    if ref is not None:
+        diffs = ", ".join(
+            f"{name} {getattr(prof, key) - getattr(ref, key):+.3f}"
+            for key, name in (
+                ("r_breaking", "R"),
+                ("auc_breaking", "AUC"),
+                ("r_creating", "R creating"),
+            )
+        )
+        out.append((f"{prof.label} minus {ref.label} on variants (test chromosomes)", diffs, None))
+    return out
 
 
 def print_motif_callers(results: Path) -> None:

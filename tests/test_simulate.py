@@ -553,6 +553,98 @@ def test_same_seed_same_data_any_thread_count(sim, tmp_path):
     assert (other / "ocrs.csv").read_bytes() != (sim["dir"] / "ocrs.csv").read_bytes()
 
 
+def test_truth_variants_break_create_or_miss_planted_sites(sim, codes):
+    """Site-breaking SNVs change a bound site's most informative consensus base to its least
+    likely base, site-creating ones give an unbound site the consensus base, background SNVs
+    lie outside every site in a site-breaking SNV's OCR with the same bases; the planted
+    accessibility change follows the grammar (recomputed here from the truth tables)."""
+    from scipy.special import expit
+
+    from bpaitac.simulate.motifs import log_odds
+    from bpaitac.simulate.variants import SITE_MARGIN, information_content
+
+    truth = sim["dir"] / "truth"
+    cfg, names = sim["cfg"], sim["celltypes"]
+    var = pd.read_csv(truth / "variants.tsv", sep="\t", keep_default_na=False)
+    var["cls"] = var["class"]
+    var[["score_ref", "score_alt"]] = var[["score_ref", "score_alt"]].apply(pd.to_numeric)
+    eff = pd.read_csv(truth / "variant_effects.tsv", sep="\t")
+    sites = pd.read_csv(truth / "sites.tsv", sep="\t", keep_default_na=False).set_index("site_id")
+    occ = pd.read_csv(truth / "occupancy.tsv", sep="\t", index_col=0)
+    act = pd.read_csv(truth / "activity.tsv", sep="\t", index_col=0)
+    effects = pd.read_csv(truth / "effects.tsv", sep="\t", index_col=0)
+    scale = pd.read_csv(truth / "ocrs.tsv", sep="\t", index_col=0)["scale"]
+    motifs = {m.name: m for m in load_motifs(cfg.motifs, cfg.jaspar_release)}
+    counts = var["class"].value_counts()
+    n = cfg.truth_variants
+    assert counts["site_breaking"] == n and counts["background"] == n
+    assert 0 < counts["site_creating"] <= n
+    assert var["id"].is_unique and not var.duplicated(["chrom", "pos"]).any()
+    comp = str.maketrans("ACGT", "TGCA")
+    checked = 0
+    for row in var.itertuples():
+        assert decode_sequence(codes[row.chrom][row.pos - 1 : row.pos]) == row.ref
+        assert row.ref != row.alt
+        if row.cls == "background":
+            near = sites[(sites.chrom == row.chrom) & (sites.peak_id == row.peak_id)]
+            assert (
+                (row.pos - 1 < near.start - SITE_MARGIN) | (row.pos - 1 >= near.end + SITE_MARGIN)
+            ).all()
+            continue
+        site = sites.loc[row.site_id]
+        ppm = motifs[site.motif].ppm
+        j = row.site_position - 1
+        g = site.start + j if site.strand == "+" else site.end - 1 - j
+        assert g == row.pos - 1
+        plus = site.strand == "+"
+        seq = site.sequence if plus else site.sequence[::-1].translate(comp)
+        ref_f, alt_f = ("ACGT".index(b if plus else b.translate(comp)) for b in (row.ref, row.alt))
+        lo = log_odds(ppm)
+        assert row.score_alt - row.score_ref == pytest.approx(lo[j, alt_f] - lo[j, ref_f], abs=1e-3)
+        cons = ppm.argmax(axis=1)
+        ic = information_content(ppm)
+        if row.cls == "site_breaking":
+            assert occ.loc[row.site_id].max() >= 0.5 and not site.weak
+            assert ref_f == cons[j] and alt_f == ppm[j].argmin()
+            at_cons = [k for k, b in enumerate(seq) if "ACGT".index(b) == cons[k]]
+            assert ic[j] == max(ic[k] for k in at_cons)
+        else:
+            assert occ.loc[row.site_id].max() < 0.5 and alt_f == cons[j]
+        if site.pair_id:
+            continue  # the synergy term needs the partner; single sites are checked exactly
+        m = site.motif
+        occ_alt = expit(
+            np.log(act.loc[m, names]) + site.log_affinity + row.score_alt - row.score_ref
+        )
+        delta = scale[row.peak_id] * effects.loc[m, names] * (occ_alt - occ.loc[row.site_id, names])
+        got = eff[(eff.id == row.id) & (eff.level == "celltype")].set_index("target")
+        np.testing.assert_allclose(got.loc[names, "planted_acc_delta"], delta, atol=2e-4)
+        checked += 1
+    assert checked > 5
+    lineage = eff[eff.level == "lineage"].merge(var[["id", "class"]], on="id")
+    assert (lineage.loc[lineage["class"] == "background", "planted_log2fc"] == 0).all()
+    assert (lineage.loc[lineage["class"] == "site_breaking", "planted_log2fc"] <= 0).all()
+    assert (lineage.loc[lineage["class"] == "site_creating", "planted_log2fc"] >= 0).all()
+    strongest = lineage[lineage["class"] == "site_breaking"].groupby("id")["planted_log2fc"].min()
+    assert (strongest < -0.2).mean() > 0.5
+
+
+def test_truth_variants_change_no_other_output(sim, tmp_path):
+    """The variants come last, from their own random stream: without them every other file of
+    the simulation is the same (BAMs: the same records; their @PG line names the temp file)."""
+    bare = tmp_path / "bare"
+    simulate_dataset(_tiny_cfg(truth_variants=0), _celltypes(), seed=0, outdir=bare, threads=2)
+    assert pd.read_csv(bare / "truth" / "variants.tsv", sep="\t").empty
+    for path in sorted(Path(sim["dir"]).rglob("*")):
+        rel = path.relative_to(sim["dir"])
+        if not path.is_file() or rel.name in ("variants.tsv", "variant_effects.tsv"):
+            continue
+        if rel.suffix == ".bam":
+            assert _bam_records(bare / rel) == _bam_records(path), rel
+        elif rel.suffix != ".bai":
+            assert (bare / rel).read_bytes() == path.read_bytes(), rel
+
+
 def test_output_layout_lists_every_written_file(sim):
     layout = output_layout(sim["dir"], sim["celltypes"], sim["cfg"].protein_free_replicates)
     listed = {Path(p) for v in layout.values() for p in (v if isinstance(v, list) else [v])}
@@ -580,7 +672,7 @@ def test_default_simulate_params_are_unchanged():
     change re-runs every simulation and everything after it. Update the digest only for a
     change meant to do that (a new knob, a new default)."""
     digest = hashlib.sha256(repr(SimulateConfig.defaults().to_dict()).encode()).hexdigest()
-    assert digest == "9de7b788c8f179a720a8f7a2300e6b110e297b87cb0e1f9599fdd6a8cb9f7c6e"
+    assert digest == "b73497ca33346f4897b0976203e540f469eb42bf4f68fd5152c1fa36027650dd"
 
 
 @pytest.mark.parametrize(

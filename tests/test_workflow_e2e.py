@@ -55,6 +55,37 @@ def test_every_configured_figure_is_built(tiny_run):
 
 
 @pytest.mark.slow
+def test_variants_are_scored_by_every_model_and_compared_with_the_truth(tiny_run):
+    """Rule score_variants on the simulator's variants (config `variants:` of tiny.yaml): one
+    tidy row per variant x target of each model, every variant in the summary, the figure, and
+    the truth comparison per model x subset."""
+    import pandas as pd
+
+    workdir, config, _ = tiny_run
+    results = workdir / "results" / config["dataset"]
+    truth = pd.read_csv(workdir / config["variants"]["path"], sep="\t")
+    n_celltypes = len(pd.read_csv(results / "data" / "test" / "celltypes.txt", header=None))
+    for model in config["variants"]["models"]:
+        table = pd.read_csv(results / "variants" / f"{model}.tsv", sep="\t")
+        summary = pd.read_csv(results / "variants" / f"{model}_summary.tsv", sep="\t")
+        n_lineages = table.loc[table["level"] == "lineage", "target"].nunique()
+        assert n_lineages == 10
+        assert len(table) == len(truth) * (n_celltypes + n_lineages)
+        assert summary["status"].eq("ok").all() and len(summary) == len(truth)
+        assert summary["name"].tolist() == truth["id"].tolist()
+        assert table[["log2fc_mean", "jsd_mean", "diff_mean"]].notna().all().all()
+        assert (table["jsd_mean"] >= 0).all() and (table["n_seeds"] == 1).all()
+        for ext in ("pdf", "png"):
+            assert (results / "figures" / f"variants_{model}.{ext}").stat().st_size > 1000
+    recovery = pd.read_csv(results / "variants" / "truth_recovery.tsv", sep="\t")
+    assert len(recovery) == 2 * len(config["variants"]["models"])
+    assert set(recovery["subset"]) == {"held_out", "all"}
+    all_rows = recovery[recovery["subset"] == "all"]
+    assert (all_rows["n_breaking"] == config["simulate"]["truth_variants"]).all()
+    assert all_rows["auc_breaking"].between(0, 1).all()
+
+
+@pytest.mark.slow
 def test_rerun_has_nothing_to_do(tiny_run):
     workdir, _, configfile = tiny_run
     proc = snakemake(workdir, configfile, "-n")
@@ -97,6 +128,8 @@ def test_html_report_holds_every_figure(tiny_run):
     html = report.read_text(errors="replace")
     for name in config["figures"]:
         assert f"{name}.png" in html, f"{name} is not in the report"
+    for model in config["variants"]["models"]:
+        assert f"variants_{model}.png" in html, f"the variant figure of {model} is not in it"
 
 
 @pytest.mark.slow

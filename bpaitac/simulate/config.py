@@ -145,6 +145,7 @@ class SimulateConfig:
     protein_free_fragments: int
     protein_free_fragment_length: tuple[float, float]
     truth_ocrs: int
+    truth_variants: int
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> SimulateConfig:

@@ -24,6 +24,7 @@ import pysam
 from bpaitac.interpret.motifs import write_meme
 from bpaitac.io import atomic_path
 from bpaitac.simulate import bam, bias, genome, grammar, reads, tables
+from bpaitac.simulate import variants as sim_variants
 from bpaitac.simulate.config import SimulateConfig
 from bpaitac.simulate.motifs import Motif, load_motifs, meme_motifs
 from bpaitac.workflow.simulation import TRUTH_FILES
@@ -42,6 +43,7 @@ STREAMS = {
     "protein_free_reads": 9,
     "truth": 10,
     "decor": 11,
+    "variants": 12,
 }
 EDGE = 10
 """Bases at segment ends where no insertion is placed (reads must stay on the chromosome)."""
@@ -292,8 +294,45 @@ def simulate_dataset(
         pmf=pmf,
         seq_start=seq_start,
     )
+    # Last, from their own stream: the variants change no byte of the files written above.
+    world = sim_variants.PlantedWorld(
+        motifs=motifs,
+        pairs=cfg.pairs,
+        sites=sites,
+        ocrs=ocrs,
+        chrom_names=gen.names,
+        codes=gen.codes,
+        activity=activity,
+        effects=effects,
+        occupancy=occ,
+        accessibility=acc,
+        window_counts=counts,
+        background=lam,
+        celltypes=names,
+        lineages=lineages,
+        sequence_halfwidth=cfg.ocr_sequence_halfwidth,
+    )
+    _write_variants(Path(outdir) / "truth", world, cfg.truth_variants, rng_for(seed, "variants"))
     log.info("simulation done in %.1f s", time.perf_counter() - t0)
     return layout
+
+
+def _write_variants(
+    outdir: Path, world: sim_variants.PlantedWorld, n: int, rng: np.random.Generator
+) -> None:
+    """``truth/variants.tsv`` and ``truth/variant_effects.tsv`` (bpaitac.simulate.variants)."""
+    table, effects = sim_variants.simulated_variants(world, n, rng)
+    with (
+        atomic_path(outdir / "variants.tsv") as tmp_v,
+        atomic_path(outdir / "variant_effects.tsv") as tmp_e,
+    ):
+        table.to_csv(tmp_v, sep="\t", index=False)
+        effects.to_csv(tmp_e, sep="\t", index=False)
+    counts = table["class"].value_counts()
+    log.info(
+        "truth variants: %s",
+        ", ".join(f"{counts.get(c, 0)} {c}" for c in sim_variants.CLASSES),
+    )
 
 
 def _edge_zero(rate: np.ndarray, edge: int = EDGE) -> np.ndarray:

@@ -19,6 +19,8 @@ TRUTH_FILES = (
     "ocrs.tsv",
     "depth.tsv",
     "expected_rates.npz",
+    "variants.tsv",
+    "variant_effects.tsv",
 )
 """The simulator's truth tables (docs/simulation.md), read by the truth recovery."""
 
