@@ -105,13 +105,48 @@ def celltypes(tmp_path) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def test_config_celltypes_spell_the_four_aliases():
+# Spellings of the other real tables (issue 21): GEO sample titles (also ENA's), the ImmGen OCR
+# table of Yoshida et al. as AI-TAC's published code records it, and the authors' sample sheet.
+GEO_SPELLINGS = {
+    "MMP3.48+.BM": "MPP3.48+.BM",
+    "MMP4.135+.BM": "MPP4.135+.BM",
+    "MF.SI.LP": "MF.LP.SI",
+    "T8.IEL.LCMV.d7.Gut": "T8.IEL.LCMV.d7.SI",
+    "FRC.CD140a+.Madcam-.CD35-.SLN": "FRC.CD140a+.Madcam-.CD35-.SLN",
+}
+OCR_TABLE_SPELLINGS = {
+    "MPP3.48+.BM": "MPP3.48+.BM",
+    "MPP4.135+.BM": "MPP4.135+.BM",
+    "MF.LP.SI": "MF.LP.SI",
+    "T8.IEL.LCMV.d7.SI": "T8.IEL.LCMV.d7.SI",
+    "FRC.SLN": "FRC.CD140a+.Madcam-.CD35-.SLN",
+}
+
+
+def test_config_celltypes_spell_the_five_aliases():
     names = alias_map(read_celltypes(ROOT / "config" / "celltypes.tsv"))
-    assert names["MMP3.48+.BM"] == "MPP3.48+.BM"
-    assert names["MMP4.135+.BM"] == "MPP4.135+.BM"
-    assert names["MF.SI.LP"] == "MF.LP.SI"
-    assert names["T8.IEL.LCMV.d7.Gut"] == "T8.IEL.LCMV.d7.SI"
-    assert len(names) == 94
+    for spellings in (GEO_SPELLINGS, OCR_TABLE_SPELLINGS):
+        assert {s: names[s] for s in spellings} == spellings
+    assert len(names) == 90 + 5
+
+
+def test_config_celltypes_match_the_authors_sample_sheet():
+    """90 cell types in 10 lineages; the sheet's 181 samples: 80 cell types of 2 replicates,
+    5 of 1, 4 of 3 and 1 of 4 (tests/data/immgen_lineages_samples.tsv, counted from the
+    authors' example_data/immgen_lineages.csv)."""
+    table = read_celltypes(ROOT / "config" / "celltypes.tsv")
+    sheet = pd.read_csv(ROOT / "tests" / "data" / "immgen_lineages_samples.tsv", sep="\t",
+                        comment="#")  # fmt: skip
+    names = alias_map(table)
+    sheet["celltype"] = sheet["celltype"].map(names)
+    assert sheet["celltype"].notna().all() and sheet["celltype"].is_unique
+    assert len(table) == len(sheet) == 90
+    assert set(table["celltype"]) == set(sheet["celltype"])
+    lineage = dict(zip(table["celltype"], table["lineage"]))
+    assert [lineage[c] for c in sheet["celltype"]] == list(sheet["lineage"])
+    assert table["lineage"].nunique() == 10
+    assert sheet["samples"].sum() == 181
+    assert sheet["samples"].value_counts().to_dict() == {2: 80, 1: 5, 3: 4, 4: 1}
 
 
 def test_aliases_optional_and_clashes_name_the_line(tmp_path):

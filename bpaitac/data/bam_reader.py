@@ -57,10 +57,31 @@ class RefIndex:
 
 
 def read_bai(path: str | os.PathLike) -> list[RefIndex]:
-    """Parse a BAI file: per reference its linear index and first record's virtual offset."""
+    """Parse a BAI file: per reference its linear index and first record's virtual offset.
+
+    Raises :class:`InputError` for a file that is not a whole BAI (bad magic, cut short, or
+    bytes after the optional count of unplaced reads): a download cut short or another file.
+    """
     data = Path(path).read_bytes()
     if data[:4] != b"BAI\x01":
         raise InputError(f"{path}: not a BAI index (bad magic); re-run `samtools index`.")
+    try:
+        refs, end = _parse_bai(data)
+    except (struct.error, ValueError) as exc:
+        raise InputError(
+            f"{path}: truncated or corrupt BAI index ({exc}); re-run `samtools index` or fetch "
+            "it again."
+        ) from exc
+    if len(data) - end not in (0, 8):  # n_no_coor (uint64) is optional
+        raise InputError(
+            f"{path}: {len(data) - end} unexpected byte(s) after the BAI index; re-run "
+            "`samtools index` or fetch it again."
+        )
+    return refs
+
+
+def _parse_bai(data: bytes) -> tuple[list[RefIndex], int]:
+    """The references of a BAI file's bytes and the offset where their index ends."""
     (n_ref,) = struct.unpack_from("<i", data, 4)
     pos = 8
     refs: list[RefIndex] = []
@@ -83,7 +104,7 @@ def read_bai(path: str | os.PathLike) -> list[RefIndex]:
         linear = np.frombuffer(data, "<u8", n_intv, pos).copy()
         pos += 8 * n_intv
         refs.append(RefIndex(linear, first or 0))
-    return refs
+    return refs, pos
 
 
 class _Inflater:
