@@ -129,8 +129,8 @@ def check_number_columns(
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise InputError(
-                f"{path}, line {i + first_line}, column {c!r}: {table[c].iloc[i]!r} is not a "
-                "finite non-negative number; fix the value or drop the line."
+                f"{path}, line {i + first_line}, column {c!r}: {str(table[c].iloc[i])!r} is not "
+                "a finite non-negative number; fix the value or drop the line."
             )
         table[c] = values
 

@@ -68,9 +68,9 @@ def split_title(title: str) -> tuple[str, str]:
 def https_url(path: str, field: str = "fastq_ftp") -> str:
     """ENA's scheme-less ``fastq_ftp`` entry as an https URL (ENA serves it over https too).
 
-    An entry that already has a scheme keeps it if it is one of :data:`~bpaitac.data.download.SCHEMES`
-    and raises :class:`InputError` naming ``field`` otherwise: a remote file report may not
-    point the download at local files (``file:``) or elsewhere (``data:``).
+    An entry that already has a scheme keeps it when it is https, http or ftp and raises
+    :class:`InputError` naming ``field`` otherwise: a remote file report may not point the
+    download at local files (``file:``) or elsewhere (``data:``).
     """
     path = path.strip()
     if SCHEME_RE.match(path):
