@@ -212,16 +212,21 @@ class BgzfReader:
     def read(self, coff: int, n_bytes: int) -> _RawBlocks:
         """The whole blocks within ``n_bytes`` (at least one block unless at the end) from
         ``coff``."""
+        fix = (
+            "the BAM is corrupt, or its index is of an earlier version of it: re-run "
+            f"`samtools index {self.path}`, or re-create or re-download the BAM"
+        )
         self.fh.seek(coff)
         raw = self.fh.read(max(n_bytes, _BGZF_MAX_BLOCK))
         spans, offs, sizes, pos = [], [], [], 0
         while pos + 18 <= len(raw):
             if raw[pos : pos + 4] != b"\x1f\x8b\x08\x04":
-                raise InputError(f"{self.path}: corrupt BGZF block at byte {coff + pos}.")
+                raise InputError(f"{self.path}: corrupt BGZF block at byte {coff + pos}; {fix}.")
             (xlen,) = struct.unpack_from("<H", raw, pos + 10)
             bsize = _bgzf_bsize(raw, pos, xlen)
             if bsize is None:
-                raise InputError(f"{self.path}: BGZF block at byte {coff + pos} lacks BSIZE.")
+                where = f"{self.path}: BGZF block at byte {coff + pos}"
+                raise InputError(f"{where} lacks BSIZE; {fix}.")
             end = pos + bsize + 1
             if end > len(raw):
                 break
@@ -230,7 +235,7 @@ class BgzfReader:
             sizes.append(struct.unpack_from("<I", raw, end - 4)[0])
             pos = end
         if not spans and coff + pos < self.size:
-            raise InputError(f"{self.path}: truncated BGZF block at byte {coff + pos}.")
+            raise InputError(f"{self.path}: truncated BGZF block at byte {coff + pos}; {fix}.")
         return _RawBlocks(np.frombuffer(raw, np.uint8), spans, offs, sizes, coff + pos)
 
     def inflate_into(self, blocks: _RawBlocks, dst: np.ndarray, at: int) -> None:
