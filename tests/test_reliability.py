@@ -146,7 +146,7 @@ def test_a_non_finite_or_negative_signal_is_refused(tmp_path, genome, value):
     lines[3] = lines[3].rsplit(",", 1)[0] + f",{value}"  # last cell type of line 4
     table.write_text("\n".join(lines) + "\n")
     with pytest.raises(
-        InputError, match=rf"ocrs\.csv, line 4, column 'DC.4\+.Sp': '{value}' is not a finite"
+        InputError, match=rf"ocrs\.csv, line 4, column 'DC.4\+.Sp': '{value}(\.0)?' is not a finite"
     ):
         prepare(table, genome, tmp_path / "data")
     assert_no_outputs(tmp_path / "data")
@@ -154,7 +154,7 @@ def test_a_non_finite_or_negative_signal_is_refused(tmp_path, genome, value):
         return  # a closed p-value may be missing (not closed; counted in the log)
     pvalues = tmp_path / "p.tsv"
     pvalues.write_text(f"peak_id\tA\nP1\t0.5\nP2\t{value}\n")
-    with pytest.raises(InputError, match=rf"p\.tsv, line 3, column 'A': '{value}' is not a"):
+    with pytest.raises(InputError, match=rf"p\.tsv, line 3, column 'A': '{value}(\.0)?' is not a"):
         bias_sets.read_closed_pvalues(pvalues, ["P1", "P2"], ["A"])
 
 

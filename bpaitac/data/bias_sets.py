@@ -95,9 +95,7 @@ def read_closed_pvalues(
         path,
         sep=sep,
         usecols=[id_column, *columns],
-        dtype={id_column: str, **{c: str for c in columns}},
-        keep_default_na=False,
-        na_values={c: ["", "NA", "NaN"] for c in columns},
+        dtype={id_column: str},
         encoding=TABLE_ENCODING,
     )
     check_number_columns(path, table, columns, allow_missing=True)

@@ -82,7 +82,7 @@ def read_ocr_table(
     table = pd.read_csv(
         path,
         usecols=[*REQUIRED_COLUMNS, *extra, *columns],
-        dtype={PEAK_ID: str, CHROM: str, **{c: str for c in [*extra, *columns]}},
+        dtype={PEAK_ID: str, CHROM: str, **{c: str for c in extra}},
         keep_default_na=False,
         na_values={c: ["", "NA", "NaN"] for c in [SUMMIT, *columns]},
         encoding=TABLE_ENCODING,
