@@ -114,23 +114,26 @@ def check_number_columns(
     columns: Iterable[str],
     *,
     allow_missing: bool = False,
+    allow_infinite: bool = False,
     first_line: int = 2,
 ) -> None:
     """Convert ``columns`` of ``table`` (as read, strings or numbers) to float64 in place; raise,
     naming the file, line and column, at the first value that is not a finite non-negative
-    number (NaN passes when ``allow_missing``). Row ``i`` of ``table`` is line
-    ``first_line + i`` of the file."""
+    number (NaN passes when ``allow_missing``, +inf when ``allow_infinite``: -log10 of a p-value
+    that underflowed to 0). Row ``i`` of ``table`` is line ``first_line + i`` of the file."""
     for c in columns:
-        values = pd.to_numeric(table[c], errors="coerce").astype(np.float64)
-        missing = values.isna().to_numpy()
-        bad = ~np.isfinite(values.to_numpy()) | (values.to_numpy() < 0)
+        values = pd.to_numeric(table[c], errors="coerce").astype(np.float64).to_numpy()
+        ok = np.isfinite(values) & (values >= 0)
         if allow_missing:
-            bad &= ~missing
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
+            ok |= np.isnan(values)
+        if allow_infinite:
+            ok |= np.isposinf(values)
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            allowed = "finite " if not allow_infinite else ""
             raise InputError(
                 f"{path}, line {i + first_line}, column {c!r}: {str(table[c].iloc[i])!r} is not "
-                "a finite non-negative number; fix the value or drop the line."
+                f"a {allowed}non-negative number; fix the value or drop the line."
             )
         table[c] = values
 

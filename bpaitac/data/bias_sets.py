@@ -73,8 +73,8 @@ def read_closed_pvalues(
     The table is tab- or comma-separated (told by its header line); its peak-ID column is
     ``peak_id`` or, as in ImmGen's OCR table, ``ImmGenATAC1219.peakID``; a cell type's column
     may be spelled by one of its aliases (:meth:`~bpaitac.io.CellTypeNames.resolve`); other
-    columns (``chrom``, ``Summit``, ...) are ignored. Values must be finite and non-negative;
-    an empty one is missing (not closed).
+    columns (``chrom``, ``Summit``, ...) are ignored. Values must be non-negative (``inf``: p
+    underflowed to 0); an empty one is missing (not closed).
     """
     names = CellTypeNames.coerce(celltypes)
     path = Path(path)
@@ -98,7 +98,7 @@ def read_closed_pvalues(
         dtype={id_column: str},
         encoding=TABLE_ENCODING,
     )
-    check_number_columns(path, table, columns, allow_missing=True)
+    check_number_columns(path, table, columns, allow_missing=True, allow_infinite=True)
     table = table.drop_duplicates(id_column).set_index(id_column)
     absent = pd.Index(peak_ids).difference(table.index)
     if len(absent):
