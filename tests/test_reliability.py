@@ -356,6 +356,8 @@ def test_a_file_report_may_not_point_at_local_files(tmp_path):
         r"allowed source \(scheme 'file'\); use a https, http, ftp URL \(a remote file report",
     ):
         parse_file_report(report, read_celltypes(ROOT / "config" / "celltypes.tsv"))
+    with pytest.raises(InputError, match=r"`download.fastq_mirror`: 'data:,x' is not an allowed"):
+        parse_file_report(report, read_celltypes(ROOT / "config" / "celltypes.tsv"), "data:,x")
 
 
 def test_local_copies_name_the_config_key(tmp_path):

@@ -58,11 +58,19 @@ class NotFoundError(InputError):
 
 def check_source(url: str, field: str, *, allow_file: bool = True) -> None:
     """Raise :class:`InputError` naming ``field`` (a config key, or a file report's column and
-    line) unless ``url`` uses an allowed scheme (:data:`SCHEMES`, plus ``file`` when
-    ``allow_file``: sources the config names); a ``file://`` source must exist
-    (:class:`NotFoundError`)."""
+    line) unless ``url`` uses an allowed scheme (:func:`check_scheme`); a ``file://`` source
+    must exist (:class:`NotFoundError`)."""
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    if check_scheme(url, field, allow_file=allow_file) == "file":
+        path = Path(url2pathname(parts.path))
+        if not path.is_file():
+            raise NotFoundError(f"{field}: {url} does not exist (no file {path}); fix the path.")
+
+
+def check_scheme(url: str, field: str, *, allow_file: bool = True) -> str:
+    """The scheme of ``url``; raises :class:`InputError` naming ``field`` unless it is one of
+    :data:`SCHEMES`, or ``file`` when ``allow_file`` (sources the config names)."""
+    scheme = urlsplit(url).scheme.lower()
     allowed = CONFIG_SCHEMES if allow_file else SCHEMES
     if scheme not in allowed:
         raise InputError(
@@ -70,10 +78,7 @@ def check_source(url: str, field: str, *, allow_file: bool = True) -> None:
             f"{', '.join(allowed)} URL"
             + ("." if allow_file else " (a remote file report may name remote files only).")
         )
-    if scheme == "file":
-        path = Path(url2pathname(parts.path))
-        if not path.is_file():
-            raise NotFoundError(f"{field}: {url} does not exist (no file {path}); fix the path.")
+    return scheme
 
 
 def _open(url: str, offset: int = 0, timeout: float = 60):

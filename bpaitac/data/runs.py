@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from bpaitac.data.download import check_source
+from bpaitac.data.download import check_scheme, check_source
 from bpaitac.io import (
     TABLE_ENCODING,
     CellTypeNames,
@@ -146,6 +146,8 @@ def parse_file_report(
     raises :class:`InputError` naming the run, the file and the line. ``mirror`` replaces the
     scheme and host of every FASTQ URL (:func:`apply_mirror`).
     """
+    if mirror:
+        check_scheme(mirror, "config key `download.fastq_mirror`")
     report = read_file_report(path)
     table = as_names(celltypes)
     names = table.lookup()
