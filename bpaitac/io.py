@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 CELLTYPE_COLUMNS = ("celltype", "lineage", "organ")
 # Optional column: comma-separated other spellings of the cell type (e.g. in sample titles).
 ALIASES_COLUMN = "aliases"
+TABLE_ENCODING = "utf-8-sig"
+"""Encoding every table reader uses: UTF-8, with a leading byte-order mark (BOM, as spreadsheet
+programs write) dropped instead of becoming part of the first column's name."""
+NAME_RE = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]*")
+"""Cell-type and replicate names: they become parts of file names and URLs."""
+NAME_RULE = (
+    "use letters, digits and _ . + - only, no '..' and no leading '.' or '-' (names become "
+    "file names)"
+)
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -94,6 +108,36 @@ def check_unique_columns(path: str | os.PathLike, header: list[str]) -> None:
         raise InputError(f"{path}, line 1: duplicated column(s) {dup}; keep one column per name.")
 
 
+def check_number_columns(
+    path: str | os.PathLike,
+    table: pd.DataFrame,
+    columns: Iterable[str],
+    *,
+    allow_missing: bool = False,
+    allow_infinite: bool = False,
+    first_line: int = 2,
+) -> None:
+    """Convert ``columns`` of ``table`` (as read, strings or numbers) to float64 in place; raise,
+    naming the file, line and column, at the first value that is not a finite non-negative
+    number (NaN passes when ``allow_missing``, +inf when ``allow_infinite``: -log10 of a p-value
+    that underflowed to 0). Row ``i`` of ``table`` is line ``first_line + i`` of the file."""
+    for c in columns:
+        values = pd.to_numeric(table[c], errors="coerce").astype(np.float64).to_numpy()
+        ok = np.isfinite(values) & (values >= 0)
+        if allow_missing:
+            ok |= np.isnan(values)
+        if allow_infinite:
+            ok |= np.isposinf(values)
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            allowed = "finite " if not allow_infinite else ""
+            raise InputError(
+                f"{path}, line {i + first_line}, column {c!r}: {str(table[c].iloc[i])!r} is not "
+                f"a {allowed}non-negative number; fix the value or drop the line."
+            )
+        table[c] = values
+
+
 def setup_logging(log_path: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
     """Log to stderr and, when given, to ``log_path`` (the rule's ``log:`` file).
 
@@ -137,15 +181,23 @@ def log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> 
     )
 
 
+def check_name(name: str, what: str, where: str) -> None:
+    """Raise, naming ``where`` (a table and line, or a config key), unless ``name`` is a safe
+    cell-type or replicate name (:data:`NAME_RE`, no ``..``)."""
+    if not NAME_RE.fullmatch(name) or ".." in name:
+        raise InputError(f"{where}: {what} {name!r} is not a valid name; {NAME_RULE}: rename it.")
+
+
 def read_celltypes(path: str | os.PathLike, per_lineage: int | None = None) -> pd.DataFrame:
     """Read and validate the cell-type table (``celltype``, ``lineage``, ``organ``; TSV).
 
     An optional ``aliases`` column lists other spellings of a cell type, comma-separated (empty
     allowed); the result always has it (empty strings when the table has no such column).
-    ``per_lineage=k`` keeps the first ``k`` cell types of each lineage in table order.
+    ``per_lineage=k`` keeps the first ``k`` cell types of each lineage in table order. Names and
+    aliases must pass :func:`check_name` (they become file names and URLs).
     """
     path = require_file(path, "cell-type table", "set `celltypes:` in the config.")
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=TABLE_ENCODING)
     require_columns(
         path,
         table.columns,
@@ -156,6 +208,7 @@ def read_celltypes(path: str | os.PathLike, per_lineage: int | None = None) -> p
         for col in ("celltype", "lineage"):
             if not getattr(row, col).strip():
                 raise InputError(f"{path}, line {i}: empty `{col}`; fill it in or drop the line.")
+        check_name(row.celltype, "cell type", f"{path}, line {i}")
     dup = table["celltype"][table["celltype"].duplicated()]
     if len(dup):
         line = int(dup.index[0]) + 2
@@ -165,6 +218,9 @@ def read_celltypes(path: str | os.PathLike, per_lineage: int | None = None) -> p
     if ALIASES_COLUMN not in table.columns:
         table[ALIASES_COLUMN] = ""
     table[ALIASES_COLUMN] = [",".join(_split_aliases(a)) for a in table[ALIASES_COLUMN]]
+    for i, cell in enumerate(table[ALIASES_COLUMN], start=2):
+        for alias in _split_aliases(cell):
+            check_name(alias, "alias", f"{path}, line {i}")
     check_aliases(table, path)
     if per_lineage is not None:
         if per_lineage < 1:
@@ -196,12 +252,114 @@ def check_aliases(table: pd.DataFrame, path: str | os.PathLike) -> None:
 def alias_map(celltypes: pd.DataFrame) -> dict[str, str]:
     """Every spelling (cell type and its aliases) -> the cell type, for a table from
     :func:`read_celltypes`."""
-    out = {name: name for name in celltypes["celltype"]}
-    for name, cell in zip(celltypes["celltype"], celltypes.get(ALIASES_COLUMN, [""] * len(out))):
-        out.update({alias: name for alias in _split_aliases(cell)})
-    return out
+    return CellTypeNames.from_table(celltypes, "").lookup()
 
 
 def lineage_order(celltypes: pd.DataFrame) -> list[str]:
     """Lineages in first-appearance order of the cell-type table."""
     return list(dict.fromkeys(celltypes["lineage"]))
+
+
+@dataclass(frozen=True)
+class CellTypeNames:
+    """The cell types in use, the other spellings of each (the ``aliases`` column) and the
+    cell-type table they come from, which every message about a cell-type name names.
+
+    Other tables (the OCR table, closed p-values, ENA sample titles, BAM URLs) may spell a cell
+    type by an alias; :meth:`resolve` finds each cell type's spelling among a table's names.
+    """
+
+    names: tuple[str, ...]
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    table: str = "the cell-type table"
+
+    @classmethod
+    def from_table(cls, celltypes: pd.DataFrame, table: str | os.PathLike) -> CellTypeNames:
+        """From a table of :func:`read_celltypes` read from ``table``."""
+        cells = celltypes.get(ALIASES_COLUMN, pd.Series([""] * len(celltypes)))
+        aliases = {n: tuple(_split_aliases(a)) for n, a in zip(celltypes["celltype"], cells)}
+        return cls(tuple(celltypes["celltype"]), aliases, str(table))
+
+    @classmethod
+    def coerce(cls, celltypes: CellTypeNames | Sequence[str]) -> CellTypeNames:
+        """``celltypes`` itself, or a plain list of names (no aliases) as :class:`CellTypeNames`."""
+        return celltypes if isinstance(celltypes, CellTypeNames) else cls(tuple(celltypes))
+
+    def spellings(self, name: str) -> tuple[str, ...]:
+        """The cell type's own name, then its aliases in table order."""
+        return (name, *self.aliases.get(name, ()))
+
+    def lookup(self) -> dict[str, str]:
+        """Every spelling -> its cell type."""
+        return {s: n for n in self.names for s in self.spellings(n)}
+
+    def resolve(self, available: Iterable[str], where: str, what: str = "column") -> dict[str, str]:
+        """Cell type -> the spelling of it among ``available`` (a table's column names), for
+        every cell type in use.
+
+        Raises :class:`InputError` naming ``where`` and the cell-type table when a cell type is
+        spelled by none of its names or by two of them; logs which spellings were aliases.
+        """
+        present = set(available)
+        found, absent = {}, []
+        for name in self.names:
+            hits = [s for s in self.spellings(name) if s in present]
+            if len(hits) > 1:
+                raise InputError(
+                    f"{where}: {what}s {hits} all spell cell type {name!r} (its name and "
+                    f"aliases in {self.table}); keep one of them."
+                )
+            if hits:
+                found[name] = hits[0]
+            else:
+                absent.append(name)
+        if absent:
+            tried = [f"{s!r} of {n!r}" for n in absent[:5] for s in self.spellings(n)[1:]]
+            raise InputError(
+                f"{where}: no {what} for cell type(s) {absent[:5]}"
+                f"{' ...' if len(absent) > 5 else ''}"
+                f"{' (nor for the aliases ' + ', '.join(tried) + ')' if tried else ''}; {what}s "
+                f"must be named as in {self.table} (its `celltype` or `aliases` column): add "
+                "the spelling used here as an alias there, or drop the cell type "
+                "(`celltypes_per_lineage`)."
+            )
+        log_spellings(found, where, self.table)
+        return found
+
+
+def log_spellings(found: Mapping[str, str], where: str, table: str) -> None:
+    """Log how many cell types ``where`` spells by their name and which by an alias."""
+    by_alias = {n: s for n, s in found.items() if s != n}
+    log.info(
+        "%s: %d cell type(s) spelled as in %s, %d by an alias%s",
+        where,
+        len(found) - len(by_alias),
+        table,
+        len(by_alias),
+        "".join(f"; {s!r} read as {n!r}" for n, s in by_alias.items()),
+    )
+
+
+DIGEST_WHOLE_BYTES = 16 << 20
+DIGEST_BLOCKS = 64
+DIGEST_BLOCK_BYTES = 1 << 16
+
+
+def sampled_digest(path: str | os.PathLike) -> str:
+    """A cheap content fingerprint of a file: sha256 (16 hex digits) of its size and bytes, all
+    of them up to 16 MiB, else 64 evenly spaced 64 KiB blocks (the first and the last included).
+
+    Meant to tell one version of a large array file from another (a changed split changes its
+    size and its bytes throughout), not to guard against deliberate collisions.
+    """
+    size = os.path.getsize(path)
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        if size <= DIGEST_WHOLE_BYTES:
+            digest.update(fh.read())
+        else:
+            last = size - DIGEST_BLOCK_BYTES
+            for k in range(DIGEST_BLOCKS):
+                fh.seek(last * k // (DIGEST_BLOCKS - 1))
+                digest.update(fh.read(DIGEST_BLOCK_BYTES))
+    return digest.hexdigest()[:16]

@@ -6,14 +6,14 @@ import logging
 from bpaitac.data.download import copy_or_fetch
 from bpaitac.data.runs import build_run_table
 from bpaitac.io import log_exception, setup_logging
-from bpaitac.workflow.config import selected_celltypes
+from bpaitac.workflow.config import celltype_names
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("download_runs")
 params, out = snakemake.params, snakemake.output
 try:
-    copy_or_fetch(params.url, out.report)
-    build_run_table(out.report, selected_celltypes(snakemake.config), out.runs, params.mirror)
+    copy_or_fetch(params.url, out.report, field="download.run_table_url")
+    build_run_table(out.report, celltype_names(snakemake.config), out.runs, params.mirror)
 except Exception:
     log_exception(log, "runs table from %s failed", params.url)
     raise

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bpaitac.data import arrays, bias_sets, peaks
 from bpaitac.io import setup_logging
+from bpaitac.workflow.config import celltype_names
 
 setup_logging(snakemake.log[0])
 inp, out, params, rule = snakemake.input, snakemake.output, snakemake.params, snakemake.rule
@@ -23,7 +24,7 @@ if rule == "prepare_ocrs":
     arrays.prepare_ocrs(
         table=inp.table,
         genome=inp.genome,
-        celltypes=params.celltypes,
+        celltypes=celltype_names(snakemake.config, list(params.celltypes)),
         cfg=dict(params.preprocess),
         out_all=out.ocrs,
         out_splits={
@@ -39,6 +40,7 @@ elif rule == "count_insertions":
         out=out.insertions,
         threads=snakemake.threads,
         celltype=snakemake.wildcards.celltype,
+        celltype_table=snakemake.config["celltypes"],
     )
 elif rule == "assemble_dataset":
     arrays.assemble_dataset(
@@ -57,7 +59,7 @@ elif rule == "bias_set_closed_ocrs":
         ocrs_all=inp.ocrs,
         pvalues=inp.pvalues,
         insertions=list(inp.insertions),
-        celltypes=params.celltypes,
+        celltypes=celltype_names(snakemake.config, list(params.celltypes)),
         genome=inp.genome,
         cfg=dict(params.preprocess),
         out_splits=split_dirs(out.seq),

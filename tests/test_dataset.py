@@ -267,7 +267,7 @@ def _with_included(path: Path, flags: list[str]) -> Path:
 
 
 def test_prepare_ocrs_keeps_only_included_ocrs(tmp_path, genome, caplog):
-    flags = ["1", "0", "TRUE", "", "yes", "No", "1", "1", "1"]  # P2, P4, P6 excluded
+    flags = ["1", "0", "TRUE", "", "yes", "1", "1", "No", "1"]  # P2, P4, P8 excluded
     table = _with_included(write_ocr_table(tmp_path / "ocrs.csv"), flags)
     cfg = {**CFG, "included_only": True}
     with caplog.at_level(logging.INFO):
@@ -275,7 +275,7 @@ def test_prepare_ocrs_keeps_only_included_ocrs(tmp_path, genome, caplog):
             table, genome, CELLTYPES, cfg, tmp_path / "all.tsv", _split_outputs(tmp_path)
         )
     assert "6 OCRs flagged in Included.in.systematic.analysis" in caplog.text
-    assert kept["peak_id"].tolist() == [p for p in KEPT if p not in {"P2", "P4", "P6"}]
+    assert kept["peak_id"].tolist() == [p for p in KEPT if p not in {"P2", "P4", "P8"}]
     # Off (the default), the flag column is ignored.
     kept = arrays.prepare_ocrs(
         table, genome, CELLTYPES, CFG, tmp_path / "all.tsv", _split_outputs(tmp_path)
@@ -307,7 +307,7 @@ def test_included_only_errors_name_the_line_or_the_column(tmp_path, genome):
     [
         ("missing_celltype", r"no signal column for cell type\(s\) \['DC.4\+.Sp'\]"),
         ("duplicated", r"duplicated column\(s\) \['B.Fr.E.BM'\]"),
-        ("unknown_chrom", "chr7 are not in"),
+        ("unknown_chrom", r"ocrs.csv, line 11: chromosome 'chr7' is not in .*genome.fa;"),
         ("profile_too_wide", "profile_width"),
     ],
 )
@@ -475,7 +475,7 @@ def test_closed_ocr_set(tmp_path, prepared, genome):
 def test_closed_pvalues_bad_input(tmp_path):
     pv = tmp_path / "p.tsv"
     pv.write_text("peak_id\tA\nP1\t0.1\n")
-    with pytest.raises(InputError, match=r"no column for cell type\(s\) \['B'\]"):
+    with pytest.raises(InputError, match=r"no p-value column for cell type\(s\) \['B'\]"):
         bias_sets.read_closed_pvalues(pv, ["P1"], ["A", "B"])
     with pytest.raises(InputError, match="1 OCR\\(s\\) have no p-values \\(e.g. 'P2'\\)"):
         bias_sets.read_closed_pvalues(pv, ["P1", "P2"], ["A"])

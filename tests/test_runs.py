@@ -27,7 +27,7 @@ from bpaitac.data.runs import (
     runs_of,
     split_title,
 )
-from bpaitac.io import InputError, alias_map, read_celltypes
+from bpaitac.io import CellTypeNames, InputError, alias_map, read_celltypes
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -105,13 +105,48 @@ def celltypes(tmp_path) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def test_config_celltypes_spell_the_four_aliases():
+# Spellings of the other real tables (issue 21): GEO sample titles (also ENA's), the ImmGen OCR
+# table of Yoshida et al. as AI-TAC's published code records it, and the authors' sample sheet.
+GEO_SPELLINGS = {
+    "MMP3.48+.BM": "MPP3.48+.BM",
+    "MMP4.135+.BM": "MPP4.135+.BM",
+    "MF.SI.LP": "MF.LP.SI",
+    "T8.IEL.LCMV.d7.Gut": "T8.IEL.LCMV.d7.SI",
+    "FRC.CD140a+.Madcam-.CD35-.SLN": "FRC.CD140a+.Madcam-.CD35-.SLN",
+}
+OCR_TABLE_SPELLINGS = {
+    "MPP3.48+.BM": "MPP3.48+.BM",
+    "MPP4.135+.BM": "MPP4.135+.BM",
+    "MF.LP.SI": "MF.LP.SI",
+    "T8.IEL.LCMV.d7.SI": "T8.IEL.LCMV.d7.SI",
+    "FRC.SLN": "FRC.CD140a+.Madcam-.CD35-.SLN",
+}
+
+
+def test_config_celltypes_spell_the_five_aliases():
     names = alias_map(read_celltypes(ROOT / "config" / "celltypes.tsv"))
-    assert names["MMP3.48+.BM"] == "MPP3.48+.BM"
-    assert names["MMP4.135+.BM"] == "MPP4.135+.BM"
-    assert names["MF.SI.LP"] == "MF.LP.SI"
-    assert names["T8.IEL.LCMV.d7.Gut"] == "T8.IEL.LCMV.d7.SI"
-    assert len(names) == 94
+    for spellings in (GEO_SPELLINGS, OCR_TABLE_SPELLINGS):
+        assert {s: names[s] for s in spellings} == spellings
+    assert len(names) == 90 + 5
+
+
+def test_config_celltypes_match_the_authors_sample_sheet():
+    """90 cell types in 10 lineages; the sheet's 181 samples: 80 cell types of 2 replicates,
+    5 of 1, 4 of 3 and 1 of 4 (tests/data/immgen_lineages_samples.tsv, counted from the
+    authors' example_data/immgen_lineages.csv)."""
+    table = read_celltypes(ROOT / "config" / "celltypes.tsv")
+    sheet = pd.read_csv(ROOT / "tests" / "data" / "immgen_lineages_samples.tsv", sep="\t",
+                        comment="#")  # fmt: skip
+    names = alias_map(table)
+    sheet["celltype"] = sheet["celltype"].map(names)
+    assert sheet["celltype"].notna().all() and sheet["celltype"].is_unique
+    assert len(table) == len(sheet) == 90
+    assert set(table["celltype"]) == set(sheet["celltype"])
+    lineage = dict(zip(table["celltype"], table["lineage"]))
+    assert [lineage[c] for c in sheet["celltype"]] == list(sheet["lineage"])
+    assert table["lineage"].nunique() == 10
+    assert sheet["samples"].sum() == 181
+    assert sheet["samples"].value_counts().to_dict() == {2: 80, 1: 5, 3: 4, 4: 1}
 
 
 def test_aliases_optional_and_clashes_name_the_line(tmp_path):
@@ -431,3 +466,86 @@ def test_rules_run_table_and_fastq_from_mirror(range_mirror, tmp_path, celltypes
     log = (work / "logs/ena/download/fastq_SRR5799381.log").read_text()
     assert "run SRR5799381" in log and "has md5" in log and "InputError" in log, log
     assert not (work / targets[0]).exists() and not (work / targets[1]).exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Aliases wherever another table names a cell type (issue 21): OCR-table and p-value columns,
+# BAM URLs; the messages name the cell-type table in use and the log the spelling found
+# --------------------------------------------------------------------------------------------
+
+
+def _names(tmp_path, aliases: str = "MMP3.48+.BM") -> CellTypeNames:
+    """Two cell types from a cell-type table of our own (not the shipped one)."""
+    table = tmp_path / "my_celltypes.tsv"
+    table.write_text(
+        "celltype\tlineage\torgan\taliases\n"
+        f"MPP3.48+.BM\tStem&Prog\tbone marrow\t{aliases}\nB.Fo.Sp\tB\tspleen\t\n"
+    )
+    return CellTypeNames.from_table(read_celltypes(table), table)
+
+
+def _ocr_table(path: Path, columns: list[str]) -> Path:
+    rows = [["P1", "chr1", "100", *["1.5"] * len(columns)]]
+    header = ["ImmGenATAC1219.peakID", "chrom", "Summit", *columns]
+    path.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
+    return path
+
+
+def test_ocr_table_columns_may_be_spelled_by_an_alias(tmp_path, caplog):
+    from bpaitac.data.ocr_table import read_ocr_table
+
+    names = _names(tmp_path)
+    table = _ocr_table(tmp_path / "ocrs.csv", ["MMP3.48+.BM", "B.Fo.Sp"])
+    with caplog.at_level(logging.INFO):
+        got = read_ocr_table(table, names)
+    assert list(got.columns) == ["peak_id", "chrom", "summit", "MPP3.48+.BM", "B.Fo.Sp"]
+    assert (
+        f"{table}: 1 cell type(s) spelled as in {names.table}, 1 by an alias; 'MMP3.48+.BM' "
+        "read as 'MPP3.48+.BM'" in caplog.text
+    )
+    both = _ocr_table(tmp_path / "both.csv", ["MMP3.48+.BM", "MPP3.48+.BM", "B.Fo.Sp"])
+    with pytest.raises(InputError, match=r"both\.csv: signal columns \['MPP3.48\+.BM', 'MMP3"):
+        read_ocr_table(both, names)
+    neither = _ocr_table(tmp_path / "neither.csv", ["MPP3.BM", "B.Fo.Sp"])
+    with pytest.raises(
+        InputError,
+        match=r"neither\.csv: no signal column for cell type\(s\) \['MPP3.48\+.BM'\] \(nor for "
+        r"the aliases 'MMP3.48\+.BM' of 'MPP3.48\+.BM'\); signal columns must be named as in "
+        r".*my_celltypes\.tsv \(its `celltype` or `aliases` column\)",
+    ):
+        read_ocr_table(neither, names)
+
+
+def test_closed_pvalue_columns_may_be_spelled_by_an_alias(tmp_path):
+    from bpaitac.data.bias_sets import read_closed_pvalues
+
+    pvalues = tmp_path / "p.tsv"
+    pvalues.write_text("peak_id\tB.Fo.Sp\tMMP3.48+.BM\nP1\t0.5\t2.0\n")
+    values = read_closed_pvalues(pvalues, ["P1"], _names(tmp_path))
+    assert values.tolist() == [[2.0, 0.5]]  # in the order of the cell types in use
+
+
+def test_a_bam_url_template_may_use_the_alias_that_exists(mirror, tmp_path, caplog):
+    from bpaitac.data.download import fetch_first
+    from bpaitac.workflow.config import celltype_urls
+
+    root, url = mirror
+    (root / "bams").mkdir()
+    (root / "bams" / "MMP3.48+.BM.bam").write_bytes(b"BAM")  # GEO's spelling
+    urls = celltype_urls(f"{url}/bams/{{celltype}}.bam", _names(tmp_path).spellings("MPP3.48+.BM"))
+    assert urls == [f"{url}/bams/MPP3.48+.BM.bam", f"{url}/bams/MMP3.48+.BM.bam"]
+    dest = tmp_path / "out" / "MPP3.48+.BM.bam"
+    with caplog.at_level(logging.INFO):
+        assert fetch_first(urls, dest, field="download.bam_url_template", retries=1) == urls[1]
+    assert dest.read_bytes() == b"BAM"
+    assert f"{dest}: found as {urls[1]} (spelling 2 of 2" in caplog.text
+    with pytest.raises(InputError, match=r"could not download .*B.Fo.Sp.bam.*HTTP Error 404"):
+        fetch_first([f"{url}/bams/B.Fo.Sp.bam"], tmp_path / "out" / "B.Fo.Sp.bam", retries=1)
+
+
+def test_messages_about_ena_titles_name_the_celltype_table_in_use(tmp_path):
+    from bpaitac.data.runs import check_coverage
+
+    names = _names(tmp_path)
+    with pytest.raises(InputError, match=r"report: no run for cell type\(s\) .*my_celltypes\.tsv"):
+        check_coverage(pd.DataFrame({"celltype": ["B.Fo.Sp"]}), names, "report")

@@ -17,7 +17,7 @@ from scipy.stats import chisquare, spearmanr
 from bpaitac.data.ocr_table import LEADING_COLUMNS, read_ocr_table
 from bpaitac.data.sequence import decode_sequence, encode_sequence
 from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
-from bpaitac.io import ConfigError, InputError, read_celltypes
+from bpaitac.io import CellTypeNames, ConfigError, InputError, read_celltypes
 from bpaitac.simulate import SimulateConfig, bias, genome, output_layout, reads, simulate_dataset
 from bpaitac.simulate import bam as simbam
 from bpaitac.simulate.figure import composition_around, coverage, window_totals
@@ -469,8 +469,9 @@ def test_ocr_table_reader_errors_name_file_and_fix(sim, tmp_path):
     with pytest.raises(InputError, match=r"a\.csv.*Summit"):
         read_ocr_table(bad, names)
     bad = _write_table(tmp_path / "b.csv", raw.drop(columns=[names[0]]))
-    with pytest.raises(InputError, match="celltypes.tsv"):
-        read_ocr_table(bad, names)
+    in_use = CellTypeNames(tuple(names), table="config/celltypes.tsv")  # messages name the table
+    with pytest.raises(InputError, match="named as in config/celltypes.tsv"):
+        read_ocr_table(bad, in_use)
     frame = raw.copy()
     frame.loc[3, "Summit"] = 0
     with pytest.raises(InputError, match=r"c\.csv, line 5: Summit"):

@@ -17,6 +17,7 @@ import torch
 import yaml
 from fixtures import ARCH, CELLTYPES, TABLE, TRAINING, write_bias_set, write_dataset
 
+import bpaitac.io
 from bpaitac.data.batches import (
     Batch,
     BatchSource,
@@ -31,11 +32,11 @@ from bpaitac.data.sequence import one_hot
 from bpaitac.model.network import load_model, resolve_device
 from bpaitac.model.predict import write_bias_logits
 from bpaitac.train.callbacks import Callback
-from bpaitac.train.checkpoint import run_identity
+from bpaitac.train.checkpoint import input_fingerprint, run_identity
 from bpaitac.train.config import TrainingConfig, TrainingDiverged
 from bpaitac.train.early_stopping import EarlyStopping
 from bpaitac.train.loop import HISTORY_COLUMNS
-from bpaitac.train.runs import train_bias_model, train_catalogue_model
+from bpaitac.train.runs import fit_inputs, train_bias_model, train_catalogue_model
 from bpaitac.workflow.train_paths import (
     RUNTIME_SETTINGS,
     bias_set_inputs,
@@ -492,6 +493,70 @@ def test_checkpoint_of_another_config_is_ignored(data, tmp_path, caplog):
         result = run(data, tmp_path, training={"learning_rate": 0.01, "max_epochs": 1})
     assert "another config" in caplog.text
     assert [h["epoch"] for h in result.history] == [1]
+
+
+def test_checkpoint_of_other_data_is_discarded(tmp_path, caplog):
+    """Killed after epoch 1, the split arrays rebuilt (another split of the OCRs), rerun: the
+    checkpoint is discarded with a log line saying why, and the weights are those of a run from
+    scratch on the new arrays (issue 22)."""
+    data, new = write_dataset(tmp_path / "data"), write_dataset(tmp_path / "new", seed=1)
+    with pytest.raises(Killed):
+        run(data, tmp_path / "out", callbacks=[KillAfterEpoch(1)])
+    assert (tmp_path / "out" / "checkpoint.pt").exists()
+    for split in ("train", "val"):  # preprocessing rewrote the arrays
+        shutil.rmtree(data[split])
+        shutil.copytree(new[split], data[split])
+    with caplog.at_level(logging.INFO, logger="bpaitac.train"):
+        result = run(data, tmp_path / "out")
+    assert (
+        "discarded checkpoint " + str(tmp_path / "out" / "checkpoint.pt") + ": it was written for "
+        "other input data (train/counts.npy, train/profile.npy, train/seq.npy, val/counts.npy, "
+        "val/profile.npy, val/seq.npy changed since); training from scratch" in caplog.text
+    )
+    assert "resuming" not in caplog.text and [h["epoch"] for h in result.history] == [1, 2, 3]
+    run({**data, "train": new["train"], "val": new["val"]}, tmp_path / "scratch")
+    assert_same_weights(tmp_path / "scratch" / "model.pt", tmp_path / "out" / "model.pt")
+
+
+def test_a_run_failing_after_fitting_removes_its_checkpoint(data, tmp_path, monkeypatch, caplog):
+    """A crash while writing the outputs (after the last epoch) leaves no checkpoint that a
+    rerun on fixed data could resume with zero epochs left, and no outputs (issue 22)."""
+    import bpaitac.train.runs as train_module
+
+    def broken(*args, **kwargs):
+        raise KeyError("acc_pred")
+
+    monkeypatch.setattr(train_module, "write_predictions", broken)
+    with caplog.at_level(logging.ERROR, logger="bpaitac.train"), pytest.raises(KeyError):
+        run(data, tmp_path, training={"max_epochs": 1})
+    assert "m/seed1: failed after fitting; removed " + str(tmp_path / "checkpoint.pt") in (
+        caplog.text
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no checkpoint, outputs or temps
+
+
+def test_input_fingerprint_follows_content_not_dates(data, tmp_path, monkeypatch):
+    files = fit_inputs(data)
+    before = input_fingerprint(files)
+    names = ("celltypes.txt", "counts.npy", "profile.npy", "seq.npy")
+    assert sorted(before) == [f"{s}/{n}" for s in ("train", "val") for n in names]
+    copy = tmp_path / "train"
+    shutil.copytree(data["train"], copy)
+    os.utime(copy / "seq.npy", (1e9, 1e9))
+    assert input_fingerprint(fit_inputs({**data, "train": copy})) == before
+    seq = np.load(copy / "seq.npy")
+    seq[-1, -1] = (seq[-1, -1] + 1) % 4  # one base of the last OCR
+    np.save(copy / "seq.npy", seq)
+    changed = input_fingerprint(fit_inputs({**data, "train": copy}))
+    assert changed["train/seq.npy"] != before["train/seq.npy"]
+    # Files above DIGEST_WHOLE_BYTES are sampled in blocks, the last block included.
+    monkeypatch.setattr(bpaitac.io, "DIGEST_WHOLE_BYTES", 1 << 12)
+    monkeypatch.setattr(bpaitac.io, "DIGEST_BLOCK_BYTES", 1 << 8)
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(1 << 16))
+    digest = bpaitac.io.sampled_digest(big)
+    big.write_bytes(bytes((1 << 16) - 1) + b"\x01")
+    assert bpaitac.io.sampled_digest(big) != digest
 
 
 def test_early_stopping_keeps_the_best_epoch(data, tmp_path):

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +34,14 @@ from scipy.stats import rankdata
 from bpaitac.data.insertions import (
     ReadFilter,
     check_bam_contigs,
+    check_insertions,
     count_insertions,
     ensure_bam_index,
 )
 from bpaitac.data.ocr_table import read_ocr_table
 from bpaitac.data.sequence import encode_sequence
 from bpaitac.data.splits import split_of_chroms
-from bpaitac.io import InputError, atomic_path
+from bpaitac.io import CellTypeNames, InputError, atomic_path
 from bpaitac.workflow.splits import SPLITS
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,77 @@ OCR_TSV_COLUMNS = ("peak_id", "chrom", "summit")
 # --------------------------------------------------------------------------------------------
 
 
+def check_fasta_index(fasta: str | os.PathLike) -> Path:
+    """The ``.fai`` of an uncompressed FASTA, checked against the file: present, not older than
+    it, and every sequence where the index puts it (its header line right before its first base,
+    its last base inside the file). A stale index reads wrong sequences without any error.
+
+    A bgzip-compressed FASTA (``.fai`` offsets into the uncompressed bytes) is checked for age
+    only.
+    """
+    fasta = require_fasta(fasta)
+    fai = Path(f"{fasta}.fai")
+    fix = f"rebuild it: `samtools faidx {fasta}` (or delete {fai} and rerun)"
+    if not fai.exists():
+        raise InputError(f"{fasta}: the FASTA has no index {fai}; run `samtools faidx {fasta}`.")
+    if fai.stat().st_mtime < fasta.stat().st_mtime:
+        raise InputError(f"{fai}: the index is older than {fasta}, which changed since; {fix}.")
+    size = fasta.stat().st_size
+    with open(fasta, "rb") as fh:
+        if fh.read(2) == b"\x1f\x8b":
+            return fai
+        for line, row in enumerate(fai.read_text().splitlines(), start=1):
+            fields = row.split("\t")
+            try:
+                name, length, offset, bases, width = fields[0], *map(int, fields[1:5])
+            except ValueError:
+                raise InputError(f"{fai}, line {line}: not a .fai line; {fix}.") from None
+            last = length - 1  # 0-based position of the last base: its byte must exist
+            end = offset + (last // bases * width + last % bases + 1 if bases and length else 0)
+            fh.seek(max(0, offset - 1 - 4096))
+            before = fh.read(min(offset, 4097))
+            header = before[before.rfind(b"\n>", 0, len(before) - 1) + 1 :] if before else b""
+            if (
+                end > size
+                or not before.endswith(b"\n")
+                or not header.startswith(b">")
+                or header[1:].split()[:1] != [name.encode()]
+            ):
+                raise InputError(
+                    f"{fai}, line {line}: sequence {name!r} is not where the index puts it "
+                    f"in {fasta} (byte {offset}, {length} bp); the FASTA changed after it was "
+                    f"indexed: {fix}."
+                )
+    return fai
+
+
+def require_fasta(fasta: str | os.PathLike) -> Path:
+    """``fasta`` as a Path; raises naming it when it does not exist."""
+    fasta = Path(fasta)
+    if not fasta.exists():
+        raise InputError(f"{fasta}: genome FASTA not found; run the simulate or download step.")
+    return fasta
+
+
+@contextlib.contextmanager
+def open_fasta(fasta: str | os.PathLike) -> Iterator[pysam.FastaFile]:
+    """``pysam.FastaFile`` of a FASTA whose index was checked (:func:`check_fasta_index`); the
+    one way the package opens a genome."""
+    check_fasta_index(fasta)
+    try:
+        fa = pysam.FastaFile(str(fasta))
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"{fasta}: not a readable indexed FASTA ({exc}); rebuild its index with "
+            f"`samtools faidx {fasta}` or fetch it again."
+        ) from exc
+    with fa:
+        yield fa
+
+
 def genome_lengths(fasta: str | os.PathLike) -> dict[str, int]:
-    """Contig lengths of an indexed FASTA."""
-    with pysam.FastaFile(str(fasta)) as fa:
+    """Contig lengths of an indexed FASTA (index checked, :func:`open_fasta`)."""
+    with open_fasta(fasta) as fa:
         return dict(zip(fa.references, fa.lengths))
 
 
@@ -97,20 +166,35 @@ def check_window_config(cfg: Mapping) -> tuple[int, int]:
 
 
 def load_ocrs(
-    path: str | os.PathLike, celltypes: Sequence[str], included_only: bool = False
+    path: str | os.PathLike,
+    celltypes: CellTypeNames | Sequence[str],
+    included_only: bool = False,
+    genome: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """The OCR table as ``peak_id``, ``chrom``, ``summit`` (0-based); with ``included_only``
     only the OCRs flagged in ``Included.in.systematic.analysis``.
 
     :func:`bpaitac.data.ocr_table.read_ocr_table` validates it: missing or duplicated columns, a
-    cell type without its column, duplicated peak IDs and bad summits raise errors that name
-    the file, the column or line, and the fix.
+    cell type without its column, duplicated peak IDs, bad summits, non-finite signals and (with
+    ``genome``) chromosomes or summits outside the genome raise errors that name the file, the
+    column or line, and the fix.
     """
-    table = read_ocr_table(path, list(celltypes), included_only=included_only)
+    lengths = None if genome is None else genome_lengths(genome)
+    table = read_ocr_table(
+        path,
+        celltypes,
+        included_only=included_only,
+        chrom_lengths=lengths,
+        genome=genome or "the genome",
+    )
     return table.loc[:, list(OCR_TSV_COLUMNS)].reset_index(drop=True)
 
 
-def check_celltype_bams(celltypes: Sequence[str], bams: Mapping[str, str | os.PathLike]) -> None:
+def check_celltype_bams(
+    celltypes: Sequence[str],
+    bams: Mapping[str, str | os.PathLike],
+    celltype_table: str = "the cell-type table",
+) -> None:
     """Every cell type in use must have a BAM file."""
     for ct in celltypes:
         path = bams.get(ct)
@@ -118,36 +202,34 @@ def check_celltype_bams(celltypes: Sequence[str], bams: Mapping[str, str | os.Pa
             raise InputError(
                 f"cell type {ct!r} is in the OCR table and the config but has no BAM "
                 f"({path or 'none given'}); provide bams/{ct}.bam or drop the cell type from "
-                "the cell-type table / `celltypes_per_lineage`."
+                f"{celltype_table} / `celltypes_per_lineage`."
             )
 
 
 def prepare_ocrs(
     table: str | os.PathLike,
     genome: str | os.PathLike,
-    celltypes: Sequence[str],
+    celltypes: CellTypeNames | Sequence[str],
     cfg: Mapping,
     out_all: str | os.PathLike,
     out_splits: Mapping[str, tuple[str | os.PathLike, str | os.PathLike]],
 ) -> pd.DataFrame:
     """Select the usable OCRs and write ``ocrs_all.tsv`` (with a split column) and, per split,
-    ``seq.npy`` (N, window) uint8 and ``ocrs.tsv``. ``out_splits[split] = (seq, tsv)``."""
+    ``seq.npy`` (N, window) uint8 and ``ocrs.tsv``. ``out_splits[split] = (seq, tsv)``.
+
+    ``celltypes`` (with their aliases, :class:`~bpaitac.io.CellTypeNames`) must all have a signal
+    column. Every chromosome listed in ``preprocess.splits`` must hold kept OCRs and every split
+    some OCRs (:func:`bpaitac.data.splits.split_of_chroms`)."""
     window, _ = check_window_config(cfg)
     max_n = float(cfg["max_n_fraction"])
     included_only = bool(cfg["included_only"])
-    ocrs = load_ocrs(table, celltypes, included_only=included_only)
+    ocrs = load_ocrs(table, celltypes, included_only=included_only, genome=genome)
     if included_only:
         log.info("%s: %d OCRs flagged in Included.in.systematic.analysis", table, len(ocrs))
     lengths = genome_lengths(genome)
-    absent = sorted(set(ocrs["chrom"]) - set(lengths))
-    if absent:
-        raise InputError(
-            f"{table}: chromosome(s) {', '.join(absent[:5])} are not in {genome}; use the "
-            "genome the OCRs were called on."
-        )
     ocrs["start"] = ocrs["summit"] - window // 2
     status = np.empty(len(ocrs), dtype=object)
-    with pysam.FastaFile(str(genome)) as fa:
+    with open_fasta(genome) as fa:
         for i, (chrom, start) in enumerate(zip(ocrs["chrom"], ocrs["start"])):
             status[i], _ = window_status(fa, lengths, chrom, int(start), window, max_n)
     n_off, n_n = int((status == "off_end").sum()), int((status == "n_rich").sum())
@@ -165,7 +247,9 @@ def prepare_ocrs(
     kept = ocrs[status == "ok"].reset_index(drop=True)
     if kept.empty:
         raise InputError(f"{table}: no OCR left after filtering; check the genome and table.")
-    kept["split"] = split_of_chroms(kept["chrom"], cfg["splits"])
+    kept["split"] = split_of_chroms(
+        kept["chrom"], cfg["splits"], f"the {len(kept)} OCRs of {table} kept after filtering"
+    )
     for split in SPLITS:
         n = int((kept["split"] == split).sum())
         log.info(
@@ -176,7 +260,7 @@ def prepare_ocrs(
             split,
             f"{PAPER_SPLIT_OCRS.get(split, 0):,}",
         )
-    with pysam.FastaFile(str(genome)) as fa:
+    with open_fasta(genome) as fa:
         for split, (seq_path, tsv_path) in out_splits.items():
             part = kept[kept["split"] == split]
             with (
@@ -224,12 +308,14 @@ def count_ocr_insertions(
     out: str | os.PathLike,
     threads: int = 1,
     celltype: str | None = None,
+    celltype_table: str = "the cell-type table",
 ) -> np.ndarray:
     """Insertions per base (uint16, clipped with a warning) in the central ``profile_width`` bp
-    of every OCR of ``ocrs_tsv``, written to ``out`` as (N, profile_width)."""
+    of every OCR of ``ocrs_tsv``, written to ``out`` as (N, profile_width). A BAM that gives no
+    insertion at all is an error (:func:`bpaitac.data.insertions.check_insertions`)."""
     window, width = check_window_config(cfg)
     if celltype is not None:
-        check_celltype_bams([celltype], {celltype: bam})
+        check_celltype_bams([celltype], {celltype: bam}, celltype_table)
     ocrs = read_ocrs_tsv(ocrs_tsv)
     ensure_bam_index(bam, bool(cfg["index_missing"]))
     check_bam_contigs(bam, genome_lengths(genome), sorted(set(ocrs["chrom"])), genome)
@@ -242,6 +328,7 @@ def count_ocr_insertions(
         engine=str(cfg["engine"]),
         threads=threads,
     )
+    check_insertions(profile, bam, f"{len(ocrs)} OCR profiles")
     with atomic_path(out) as tmp:
         np.save(tmp, profile)
     return profile

@@ -57,10 +57,31 @@ class RefIndex:
 
 
 def read_bai(path: str | os.PathLike) -> list[RefIndex]:
-    """Parse a BAI file: per reference its linear index and first record's virtual offset."""
+    """Parse a BAI file: per reference its linear index and first record's virtual offset.
+
+    Raises :class:`InputError` for a file that is not a whole BAI (bad magic, cut short, or
+    bytes after the optional count of unplaced reads): a download cut short or another file.
+    """
     data = Path(path).read_bytes()
     if data[:4] != b"BAI\x01":
         raise InputError(f"{path}: not a BAI index (bad magic); re-run `samtools index`.")
+    try:
+        refs, end = _parse_bai(data)
+    except (struct.error, ValueError) as exc:
+        raise InputError(
+            f"{path}: truncated or corrupt BAI index ({exc}); re-run `samtools index` or fetch "
+            "it again."
+        ) from exc
+    if len(data) - end not in (0, 8):  # n_no_coor (uint64) is optional
+        raise InputError(
+            f"{path}: {len(data) - end} unexpected byte(s) after the BAI index; re-run "
+            "`samtools index` or fetch it again."
+        )
+    return refs
+
+
+def _parse_bai(data: bytes) -> tuple[list[RefIndex], int]:
+    """The references of a BAI file's bytes and the offset where their index ends."""
     (n_ref,) = struct.unpack_from("<i", data, 4)
     pos = 8
     refs: list[RefIndex] = []
@@ -83,7 +104,7 @@ def read_bai(path: str | os.PathLike) -> list[RefIndex]:
         linear = np.frombuffer(data, "<u8", n_intv, pos).copy()
         pos += 8 * n_intv
         refs.append(RefIndex(linear, first or 0))
-    return refs
+    return refs, pos
 
 
 class _Inflater:
@@ -191,16 +212,21 @@ class BgzfReader:
     def read(self, coff: int, n_bytes: int) -> _RawBlocks:
         """The whole blocks within ``n_bytes`` (at least one block unless at the end) from
         ``coff``."""
+        fix = (
+            "the BAM is corrupt, or its index is of an earlier version of it: re-run "
+            f"`samtools index {self.path}`, or re-create or re-download the BAM"
+        )
         self.fh.seek(coff)
         raw = self.fh.read(max(n_bytes, _BGZF_MAX_BLOCK))
         spans, offs, sizes, pos = [], [], [], 0
         while pos + 18 <= len(raw):
             if raw[pos : pos + 4] != b"\x1f\x8b\x08\x04":
-                raise InputError(f"{self.path}: corrupt BGZF block at byte {coff + pos}.")
+                raise InputError(f"{self.path}: corrupt BGZF block at byte {coff + pos}; {fix}.")
             (xlen,) = struct.unpack_from("<H", raw, pos + 10)
             bsize = _bgzf_bsize(raw, pos, xlen)
             if bsize is None:
-                raise InputError(f"{self.path}: BGZF block at byte {coff + pos} lacks BSIZE.")
+                where = f"{self.path}: BGZF block at byte {coff + pos}"
+                raise InputError(f"{where} lacks BSIZE; {fix}.")
             end = pos + bsize + 1
             if end > len(raw):
                 break
@@ -209,7 +235,7 @@ class BgzfReader:
             sizes.append(struct.unpack_from("<I", raw, end - 4)[0])
             pos = end
         if not spans and coff + pos < self.size:
-            raise InputError(f"{self.path}: truncated BGZF block at byte {coff + pos}.")
+            raise InputError(f"{self.path}: truncated BGZF block at byte {coff + pos}; {fix}.")
         return _RawBlocks(np.frombuffer(raw, np.uint8), spans, offs, sizes, coff + pos)
 
     def inflate_into(self, blocks: _RawBlocks, dst: np.ndarray, at: int) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bpaitac.io import InputError, require_file
+from bpaitac.io import TABLE_ENCODING, InputError, require_file
 
 BED_COLUMNS = ("chrom", "start", "end", "name", "line")
 """Columns of :func:`read_bed`'s table (``line``: 1-based line of the region in the file)."""
@@ -41,7 +41,7 @@ def read_bed(
     """
     path = require_file(path, what, "fix the path in the config.")
     rows = []
-    with open(path) as fh:
+    with open(path, encoding=TABLE_ENCODING) as fh:
         for i, line in enumerate(fh, start=1):
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pysam
 
 from bpaitac.data.arrays import (
     NpyRowReader,
@@ -32,6 +31,7 @@ from bpaitac.data.arrays import (
     check_window_config,
     chunk_rows,
     genome_lengths,
+    open_fasta,
     profile_offset,
     read_ocrs_tsv,
     window_status,
@@ -41,6 +41,7 @@ from bpaitac.data.fragments import count_fragment_insertions
 from bpaitac.data.insertions import (
     ReadFilter,
     check_bam_contigs,
+    check_insertions,
     clip_uint16,
     count_insertions,
     ensure_bam_index,
@@ -48,7 +49,14 @@ from bpaitac.data.insertions import (
 from bpaitac.data.ocr_table import PEAK_ID
 from bpaitac.data.sequence import encode_sequence
 from bpaitac.data.splits import split_regions
-from bpaitac.io import InputError, atomic_path, check_unique_columns
+from bpaitac.io import (
+    TABLE_ENCODING,
+    CellTypeNames,
+    InputError,
+    atomic_path,
+    check_number_columns,
+    check_unique_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +65,21 @@ PVALUE_ID_COLUMNS = ("peak_id", PEAK_ID)
 
 
 def read_closed_pvalues(
-    path: str | os.PathLike, peak_ids: Sequence[str], celltypes: Sequence[str]
+    path: str | os.PathLike,
+    peak_ids: Sequence[str],
+    celltypes: CellTypeNames | Sequence[str],
 ) -> np.ndarray:
     """-log10 peak-calling p-values (N, C) aligned to ``peak_ids`` and ``celltypes``.
 
     The table is tab- or comma-separated (told by its header line); its peak-ID column is
-    ``peak_id`` or, as in ImmGen's OCR table, ``ImmGenATAC1219.peakID``; other columns than
-    that one and the cell types in use (``chrom``, ``Summit``, ...) are ignored.
+    ``peak_id`` or, as in ImmGen's OCR table, ``ImmGenATAC1219.peakID``; a cell type's column
+    may be spelled by one of its aliases (:meth:`~bpaitac.io.CellTypeNames.resolve`); other
+    columns (``chrom``, ``Summit``, ...) are ignored. Values must be non-negative (``inf``: p
+    underflowed to 0); an empty one is missing (not closed).
     """
+    names = CellTypeNames.coerce(celltypes)
     path = Path(path)
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding=TABLE_ENCODING) as fh:
         first = fh.readline()
     sep = "\t" if "\t" in first or "," not in first else ","
     header = next(csv.reader([first], delimiter=sep), [])
@@ -77,13 +90,16 @@ def read_closed_pvalues(
             f"{path}, line 1: no peak-ID column; name it {' or '.join(PVALUE_ID_COLUMNS)} "
             "(tab- or comma-separated, then one column of -log10 p per cell type)."
         )
-    missing = [ct for ct in celltypes if ct not in header]
-    if missing:
-        raise InputError(
-            f"{path}, line 1: no column for cell type(s) {missing[:5]}; the table needs one "
-            "column per cell type in use."
-        )
-    table = pd.read_csv(path, sep=sep, usecols=[id_column, *celltypes], dtype={id_column: str})
+    spelled = names.resolve(header, f"{path}, line 1", what="p-value column")
+    columns = [spelled[c] for c in names.names]
+    table = pd.read_csv(
+        path,
+        sep=sep,
+        usecols=[id_column, *columns],
+        dtype={id_column: str},
+        encoding=TABLE_ENCODING,
+    )
+    check_number_columns(path, table, columns, allow_missing=True, allow_infinite=True)
     table = table.drop_duplicates(id_column).set_index(id_column)
     absent = pd.Index(peak_ids).difference(table.index)
     if len(absent):
@@ -91,7 +107,7 @@ def read_closed_pvalues(
             f"{path}: {len(absent)} OCR(s) have no p-values (e.g. {absent[0]!r}); the table "
             "must cover every OCR of the OCR table."
         )
-    values = table.loc[list(peak_ids), list(celltypes)].to_numpy(np.float64)
+    values = table.loc[list(peak_ids), columns].to_numpy(np.float64)
     n_nan = int(np.isnan(values).sum())
     if n_nan:
         log.warning("%s: %d missing p-values, treated as not closed", path, n_nan)
@@ -102,7 +118,7 @@ def closed_ocr_set(
     ocrs_all: str | os.PathLike,
     pvalues: str | os.PathLike,
     insertions: Sequence[str | os.PathLike],
-    celltypes: Sequence[str],
+    celltypes: CellTypeNames | Sequence[str],
     genome: str | os.PathLike,
     cfg: Mapping,
     out_splits: Mapping[str, str | os.PathLike],
@@ -134,7 +150,7 @@ def closed_ocr_set(
         start = ocrs["summit"].to_numpy(np.int64) - window // 2
         with (
             _bias_set_writers(out_splits, window, width, columns) as sets,
-            pysam.FastaFile(str(genome)) as fa,
+            open_fasta(genome) as fa,
         ):
             for a in range(0, len(ocrs), step):
                 b = min(len(ocrs), a + step)
@@ -278,7 +294,7 @@ def protein_free_set(
     for bam in bams:
         ensure_bam_index(bam, bool(cfg["index_missing"]))
         check_bam_contigs(bam, lengths, sorted(set(tiles.chrom)), genome)
-        profile += count_insertions(
+        counts = count_insertions(
             bam,
             tiles["chrom"].to_numpy(object),
             pstart,
@@ -287,11 +303,13 @@ def protein_free_set(
             engine=str(cfg["engine"]),
             threads=threads,
         )
+        check_insertions(counts, bam, f"{len(tiles)} protein-free tiles")
+        profile += counts
     n_dropped = {"n_rich": 0, "low_counts": 0}
     columns = ("name", "chrom", "start", "end", "total")
     with (
         _bias_set_writers(out_splits, window, width, columns) as sets,
-        pysam.FastaFile(str(genome)) as fa,
+        open_fasta(genome) as fa,
     ):
         for i, t in enumerate(tiles.itertuples(index=False)):
             if t.split not in sets:

@@ -1,5 +1,15 @@
 """Fetch the real inputs (mm10, the ImmGen OCR table, BAMs, FASTQs) with atomic downloads;
-FASTQs resume with HTTP Range and are md5-verified (:func:`fetch_verified`)."""
+FASTQs resume with HTTP Range and are md5-verified (:func:`fetch_verified`).
+
+Every source passes :func:`check_source` first: https, http and ftp URLs, and ``file://`` ones
+from the config (a missing file fails at once instead of being retried). A download is complete
+when the transport says so (the Content-Length was reached, or the chunked transfer encoding's
+last chunk arrived); a response with neither (the server closes the connection to end it) is
+verified by its content before it becomes an output (:func:`verify_unframed`): the gzip
+end-of-stream and CRC, a BAM's BGZF end-of-file block, a BAI's structure, or the md5 where the
+runs table gives one. A file with no such check (a plain table or FASTA) is refused, as a cut on a
+line boundary would parse as a shorter, valid table.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +26,10 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
-from bpaitac.io import InputError, atomic_path
+from bpaitac.io import InputError, atomic_path, require_file
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -27,8 +39,46 @@ T = TypeVar("T")
 TRANSFER_ERRORS = (OSError, EOFError, http.client.HTTPException)
 
 
+SCHEMES = ("https", "http", "ftp")
+"""URL schemes any source may use (a remote file report's URLs included)."""
+CONFIG_SCHEMES = (*SCHEMES, "file")
+"""URL schemes a source named in the config may use."""
+GZIP_MAGIC = b"\x1f\x8b"
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+"""The empty BGZF block that ends every complete BAM (SAM/BAM specification, section 4.1.2)."""
+
+
 class TruncatedError(OSError):
-    """The server closed the connection before sending the announced number of bytes."""
+    """The server closed the connection before sending the whole file."""
+
+
+class NotFoundError(InputError):
+    """The source does not exist (HTTP 404, or a ``file://`` path that is not there)."""
+
+
+def check_source(url: str, field: str, *, allow_file: bool = True) -> None:
+    """Raise :class:`InputError` naming ``field`` (a config key, or a file report's column and
+    line) unless ``url`` uses an allowed scheme (:func:`check_scheme`); a ``file://`` source
+    must exist (:class:`NotFoundError`)."""
+    parts = urlsplit(url)
+    if check_scheme(url, field, allow_file=allow_file) == "file":
+        path = Path(url2pathname(parts.path))
+        if not path.is_file():
+            raise NotFoundError(f"{field}: {url} does not exist (no file {path}); fix the path.")
+
+
+def check_scheme(url: str, field: str, *, allow_file: bool = True) -> str:
+    """The scheme of ``url``; raises :class:`InputError` naming ``field`` unless it is one of
+    :data:`SCHEMES`, or ``file`` when ``allow_file`` (sources the config names)."""
+    scheme = urlsplit(url).scheme.lower()
+    allowed = CONFIG_SCHEMES if allow_file else SCHEMES
+    if scheme not in allowed:
+        raise InputError(
+            f"{field}: {url!r} is not an allowed source (scheme {scheme or 'none'!r}); use a "
+            f"{', '.join(allowed)} URL"
+            + ("." if allow_file else " (a remote file report may name remote files only).")
+        )
+    return scheme
 
 
 def _open(url: str, offset: int = 0, timeout: float = 60):
@@ -60,17 +110,27 @@ def _retrying(action: Callable[[], T], url: str, retries: int, backoff: float) -
     raise ValueError("retries must be >= 1")
 
 
-def fetch(url: str, dest: str | os.PathLike, *, gunzip: bool = False, retries: int = 3) -> Path:
-    """Download ``url`` (http, https, ftp or file) to ``dest`` atomically.
+def fetch(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    field: str = "the download URL",
+    gunzip: bool = False,
+    retries: int = 3,
+) -> Path:
+    """Download ``url`` (http, https, ftp or file; :func:`check_source`) to ``dest`` atomically.
 
     ``gunzip=True`` decompresses a ``.gz`` payload on the fly. Progress is logged every ~5 s.
-    A failed download leaves nothing at ``dest``.
+    A response without Content-Length or chunked encoding is verified by its content
+    (:func:`verify_unframed`). A failed download leaves nothing at ``dest``; errors name
+    ``field`` (the config key of the URL) or the URL.
     """
     if not url:
         raise InputError(
             f"no URL configured for {dest}: set the matching `download:` key in the config "
             "(see config/README.md) or place the file there yourself."
         )
+    check_source(url, field)
     dest = Path(dest)
 
     def attempt() -> None:
@@ -80,16 +140,109 @@ def fetch(url: str, dest: str | os.PathLike, *, gunzip: bool = False, retries: i
             with open(tmp, "wb") as out:
                 _copy_with_progress(stream, out, url, _length(response), fetched=lambda: raw.count)
             _check_complete(raw.count, _length(response), url)
+            if not _framed(response):
+                verify_unframed(tmp, url, dest, gunzipped=gunzip)
 
     try:
         _retrying(attempt, url, retries, backoff=2.0)
     except TRANSFER_ERRORS as exc:
-        raise InputError(
-            f"could not download {url} to {dest}: {exc}. Check the URL in the `download:` "
-            "section of the config and your network, then rerun."
+        error = NotFoundError if _is_not_found(exc) else InputError
+        raise error(
+            f"could not download {url} to {dest}: {exc}. Check the URL ({field}; the `download:` "
+            "section of the config) and your network, then rerun."
         ) from exc
     log.info("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
     return dest
+
+
+def fetch_first(
+    urls: Sequence[str],
+    dest: str | os.PathLike,
+    *,
+    field: str = "the download URL",
+    gunzip: bool = False,
+    retries: int = 3,
+) -> str:
+    """:func:`fetch` the first of ``urls`` that exists (the spellings of a cell type in a URL
+    template); returns it and logs which one it was. Only "not found" moves on to the next."""
+    if not urls:
+        raise ValueError("no URL to fetch")
+    for k, url in enumerate(urls):
+        try:
+            fetch(url, dest, field=field, gunzip=gunzip, retries=retries)
+        except NotFoundError:
+            if k == len(urls) - 1:
+                raise
+            log.info("%s not found; trying %s", url, urls[k + 1])
+            continue
+        log.info("%s: found as %s (spelling %d of %d: %s)", dest, url, k + 1, len(urls), urls)
+        return url
+    raise AssertionError("unreachable")
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    """HTTP 404 or 410, or a missing local file behind a file:// URL."""
+    return (isinstance(exc, urllib.error.HTTPError) and exc.code in (404, 410)) or (
+        isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, FileNotFoundError)
+    )
+
+
+def _framed(response) -> bool:
+    """Whether the transport tells a complete response from a cut one: a Content-Length, or
+    the chunked transfer encoding (http.client raises IncompleteRead when its end is missing)."""
+    headers = response.headers
+    length = (headers.get("Content-Length") or "").strip()
+    return length.isdigit() or "chunked" in (headers.get("Transfer-Encoding") or "").lower()
+
+
+def verify_unframed(
+    path: str | os.PathLike, url: str, dest: str | os.PathLike, gunzipped: bool = False
+) -> None:
+    """Check that a download whose length the server did not announce is whole, by content.
+
+    ``gunzipped``: the gzip stream was read to its end-of-stream marker and CRC (a cut raises
+    EOFError on the way). Otherwise by the name of ``dest``: a ``.bam`` must end with the BGZF
+    end-of-file block, a ``.bai`` must parse to its end, a gzip file must decompress to its
+    end; any other file raises :class:`InputError` (nothing can tell it whole). A cut file
+    raises :class:`TruncatedError` (retried).
+    """
+    if gunzipped:
+        return
+    name = Path(dest).name.lower()
+    path = Path(path)
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+        fh.seek(max(0, path.stat().st_size - len(BGZF_EOF)))
+        tail = fh.read()
+    if name.endswith(".bam"):
+        if tail != BGZF_EOF:
+            raise TruncatedError(
+                f"{url} ends without the BGZF end-of-file block: the download was cut short "
+                "(the server sent no Content-Length to check it against)"
+            )
+    elif name.endswith(".bai"):
+        from bpaitac.data.bam_reader import read_bai  # numba: only for this rare case
+
+        try:
+            read_bai(path)
+        except InputError as exc:
+            raise TruncatedError(f"{url}: {exc}") from exc
+    elif magic == GZIP_MAGIC:
+        try:
+            with gzip.open(path) as fh:
+                while fh.read(CHUNK):
+                    pass
+        except (OSError, EOFError) as exc:
+            raise TruncatedError(f"{url} is not a whole gzip file ({exc})") from exc
+    else:
+        raise InputError(
+            f"{url}: the server sent neither a Content-Length nor a chunked response, so a "
+            f"connection cut short cannot be told from the end of the file, and {Path(dest).name} "
+            "(not gzip, BAM or BAI) has no end marker to check; nothing was written to "
+            f"{dest}. Fetch it from a server that sends its length, a .gz version, or "
+            "download it yourself to that path."
+        )
+    log.info("%s: no Content-Length from the server; verified by content", url)
 
 
 def fetch_verified(
@@ -121,6 +274,8 @@ def fetch_run(
     """:func:`fetch_verified` for the (url, dest, md5) files of one run (R1, R2), renamed onto
     their destinations only once all are verified: when R2 fails, R1's verified partial file
     stays and the next try checks it again instead of fetching it anew."""
+    for url, _, _ in files:
+        check_source(url, f"run {run}")
     parts = []
     for url, dest, md5 in files:
         part = partial_path(dest)
@@ -250,10 +405,12 @@ def is_gzip_url(url: str) -> bool:
     return url.split("?")[0].endswith(".gz")
 
 
-def copy_or_fetch(src: str, dest: str | os.PathLike) -> Path:
-    """Copy a local path, or fetch a URL, to ``dest``."""
+def copy_or_fetch(src: str, dest: str | os.PathLike, field: str = "the source") -> Path:
+    """Copy a local path, or fetch a URL (:func:`fetch`), to ``dest``; ``field`` names the
+    config key of ``src`` in messages."""
     if "://" not in src:
+        require_file(src, field, "fix the path in the config.")
         with atomic_path(dest) as tmp:
             shutil.copyfile(src, tmp)
         return Path(dest)
-    return fetch(src, dest, gunzip=is_gzip_url(src))
+    return fetch(src, dest, field=field, gunzip=is_gzip_url(src))

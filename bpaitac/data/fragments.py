@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bpaitac.data.insertions import merge_windows
+from bpaitac.data.insertions import check_insertions, merge_windows
 from bpaitac.data.tn5 import TN5_SHIFT_MINUS, TN5_SHIFT_PLUS
 from bpaitac.io import InputError, require_file
 
@@ -195,4 +195,5 @@ def count_fragment_insertions(
         b = np.searchsorted(bs, starts[rows], side="right") - 1
         first = offsets[b] + (starts[rows] - bs[b])
         out[rows] = np.lib.stride_tricks.sliding_window_view(counts, width)[first]
+    check_insertions(out, path, f"{len(starts)} windows")
     return out

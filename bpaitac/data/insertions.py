@@ -34,9 +34,10 @@ How the BAM is read
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from bpaitac.data.bam_reader import HAVE_NUMBA, NumbaScanner
+from bpaitac.data.bam_reader import HAVE_NUMBA, NumbaScanner, read_bai
 from bpaitac.io import InputError, require_file
 
 log = logging.getLogger(__name__)
@@ -127,17 +128,15 @@ def find_bam_index(bam_path: str | os.PathLike) -> Path | None:
 
 
 def ensure_bam_index(bam_path: str | os.PathLike, index_missing: bool = False) -> Path:
-    """Return the BAM's index path; build it with pysam when absent and ``index_missing``.
+    """Return the BAM's index path, checked (:func:`check_bam_index`); build it with pysam when
+    absent and ``index_missing``.
 
     Raises :class:`InputError` naming the BAM and the ``samtools index`` command otherwise.
     """
     bam = require_file(bam_path, "BAM file", "check the path or the download step.")
     index = find_bam_index(bam)
     if index is not None:
-        if index.stat().st_mtime < bam.stat().st_mtime:
-            log.warning(
-                "%s: index %s is older than the BAM; re-index if the BAM changed.", bam, index
-            )
+        check_bam_index(bam, index)
         return index
     if not index_missing:
         raise InputError(
@@ -155,10 +154,73 @@ def ensure_bam_index(bam_path: str | os.PathLike, index_missing: bool = False) -
     return Path(f"{bam}.bai")
 
 
+def check_bam_index(bam_path: str | os.PathLike, index: str | os.PathLike) -> None:
+    """Raise when the index is older than its BAM or does not fit it: a BAM replaced while its
+    old index stayed reads as corrupt blocks or missing reads. A ``.bai`` must list as many
+    references as the BAM header and point nowhere past the end of the BAM."""
+    bam, index = Path(bam_path), Path(index)
+    fix = f"re-index it: `samtools index {bam}` (or delete {index} and rerun)"
+    if index.stat().st_mtime < bam.stat().st_mtime:
+        raise InputError(
+            f"{index}: the index is older than {bam}, which changed after it was indexed; {fix}."
+        )
+    if index.suffix != ".bai":
+        return
+    refs = read_bai(index)
+    n_ref = len(bam_contigs(bam))
+    if len(refs) != n_ref:
+        raise InputError(
+            f"{index}: indexes {len(refs)} reference(s) but {bam} has {n_ref}; the index is of "
+            f"another BAM: {fix}."
+        )
+    size = bam.stat().st_size
+    furthest = max((int(r.linear.max()) >> 16 for r in refs if len(r.linear)), default=0)
+    if furthest >= size:
+        raise InputError(
+            f"{index}: points to byte {furthest} of {bam}, which has {size}; the index is of "
+            f"another BAM: {fix}."
+        )
+
+
+@contextlib.contextmanager
+def open_bam(bam_path: str | os.PathLike, threads: int = 1) -> Iterator[pysam.AlignmentFile]:
+    """``pysam.AlignmentFile`` of a BAM; pysam's errors on opening or closing it (a truncated,
+    empty or replaced file) become :class:`InputError` naming the file and the fix."""
+    fix = (
+        f"re-create or re-download it (`samtools quickcheck -v {bam_path}` tells whether a BAM "
+        "is whole)"
+    )
+    try:
+        bam = pysam.AlignmentFile(str(bam_path), "rb", threads=max(1, threads))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{bam_path}: not a readable BAM file ({exc}); {fix}.") from exc
+    try:
+        yield bam
+    finally:
+        try:
+            bam.close()
+        except OSError as exc:
+            raise InputError(f"{bam_path}: reading the BAM failed ({exc}); {fix}.") from exc
+
+
 def bam_contigs(bam_path: str | os.PathLike) -> dict[str, int]:
     """Contig name -> length from the BAM header."""
-    with pysam.AlignmentFile(str(bam_path), "rb") as bam:
+    with open_bam(bam_path) as bam:
         return dict(zip(bam.references, bam.lengths))
+
+
+def check_insertions(counts: np.ndarray, source: str | os.PathLike, what: str) -> None:
+    """Raise when the insertions counted from one file (a cell type's BAM, a protein-free
+    replicate, a fragments file) in all the windows of its use (``what``) are zero: an empty
+    file, or one whose reads the filters all drop, would otherwise become a cell type that is
+    one constant everywhere. The one check of its kind; the callers count whole inputs."""
+    if counts.size and not np.any(counts):
+        raise InputError(
+            f"{source}: no Tn5 insertion in any of the {what} (the log line above gives the reads "
+            "decoded and passing the filters); the file is empty, its reads are all filtered out "
+            "(`preprocess.min_mapq`, `drop_duplicates`, `require_proper_pair`) or it holds other "
+            "regions: check the file and the filters."
+        )
 
 
 def check_bam_contigs(
@@ -267,6 +329,7 @@ def count_insertions(
         raise InputError(
             f"{bam_path}: the BAM has no index (.bai); run `samtools index {bam_path}`."
         )
+    check_bam_index(bam_path, index)
     engine = _choose_engine(engine, index)
     contigs = bam_contigs(bam_path)
     missing = sorted(set(chroms) - set(contigs))
@@ -286,7 +349,13 @@ def count_insertions(
             chrom = str(names[k])
             rows = np.flatnonzero(chrom_code == k)
             blocks = Blocks.from_windows(starts[rows], width)
-            scanner.scan(ref_ids[chrom], chrom, contigs[chrom], blocks, stats)
+            try:
+                scanner.scan(ref_ids[chrom], chrom, contigs[chrom], blocks, stats)
+            except OSError as exc:  # htslib's read errors (pysam engine)
+                raise InputError(
+                    f"{bam_path}: reading {chrom} failed ({exc}); the BAM is truncated or "
+                    "corrupt: re-create or re-download it."
+                ) from exc
             out[rows] = blocks.gather(starts[rows], width)
     log.info(
         "%s (%s engine): %d reads decoded, %d passed the filters, %d insertions in %d windows",
@@ -338,14 +407,15 @@ def _choose_engine(engine: str, index: Path) -> str:
 
 class _PysamScanner:
     def __init__(self, bam_path, read_filter: ReadFilter, threads: int) -> None:
-        self.bam = pysam.AlignmentFile(str(bam_path), "rb", threads=max(1, threads))
+        self.opened = open_bam(bam_path, threads)
         self.f = read_filter
 
     def __enter__(self) -> _PysamScanner:
+        self.bam = self.opened.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.bam.close()
+        self.opened.__exit__(*exc)
 
     def scan(self, ref_id: int, chrom: str, length: int, blocks: Blocks, stats) -> None:
         f, m = self.f, self.f.margin

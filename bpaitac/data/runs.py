@@ -19,11 +19,14 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from bpaitac.data.download import check_scheme, check_source
 from bpaitac.io import (
+    TABLE_ENCODING,
+    CellTypeNames,
     InputError,
-    alias_map,
     atomic_path,
     check_unique_columns,
+    log_spellings,
     require_columns,
     require_file,
 )
@@ -53,6 +56,7 @@ RUN_COLUMNS = (
 )
 MD5_RE = re.compile(r"[0-9a-f]{32}")
 RUN_RE = re.compile(r"[A-Z]{3}\d+")  # SRR / ERR / DRR accessions
+SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?!\d)")  # "data:", "file:"; not "host:8080"
 
 
 def split_title(title: str) -> tuple[str, str]:
@@ -61,10 +65,18 @@ def split_title(title: str) -> tuple[str, str]:
     return (name, replicate.strip()) if name else (title.strip(), "")
 
 
-def https_url(path: str) -> str:
-    """ENA's scheme-less ``fastq_ftp`` entry as an https URL (ENA serves it over https too)."""
+def https_url(path: str, field: str = "fastq_ftp") -> str:
+    """ENA's scheme-less ``fastq_ftp`` entry as an https URL (ENA serves it over https too).
+
+    An entry that already has a scheme keeps it when it is https, http or ftp and raises
+    :class:`InputError` naming ``field`` otherwise: a remote file report may not point the
+    download at local files (``file:``) or elsewhere (``data:``).
+    """
     path = path.strip()
-    return path if "://" in path else f"https://{path}"
+    if SCHEME_RE.match(path):
+        check_source(path, field, allow_file=False)
+        return path
+    return f"https://{path}"
 
 
 def apply_mirror(url: str, mirror: str | None) -> str:
@@ -81,7 +93,7 @@ def apply_mirror(url: str, mirror: str | None) -> str:
 def read_file_report(path: str | os.PathLike) -> pd.DataFrame:
     """Read ENA's read_run file report (TSV, UTF-8) as strings; checks the header."""
     path = require_file(path, "ENA file report", "check `download.run_table_url`.")
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding=TABLE_ENCODING) as fh:
         header = fh.readline().rstrip("\r\n").split("\t")
     check_unique_columns(path, header)
     missing = [c for c in REPORT_COLUMNS if c not in header]
@@ -90,7 +102,7 @@ def read_file_report(path: str | os.PathLike) -> pd.DataFrame:
             f"{path}, line 1: missing column(s) {missing}; request ENA's file report with "
             f"fields={','.join(REPORT_COLUMNS)} (result=read_run, format=tsv)."
         )
-    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8")
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=TABLE_ENCODING)
 
 
 def _paired_files(row: pd.Series, where: str) -> list[tuple[str, str, int]]:
@@ -121,26 +133,36 @@ def _paired_files(row: pd.Series, where: str) -> list[tuple[str, str, int]]:
 
 
 def parse_file_report(
-    path: str | os.PathLike, celltypes: pd.DataFrame, mirror: str | None = None
+    path: str | os.PathLike,
+    celltypes: CellTypeNames | pd.DataFrame,
+    mirror: str | None = None,
 ) -> pd.DataFrame:
     """The runs table (:data:`RUN_COLUMNS`) of the runs whose sample title names a cell type
-    (or an alias of one) of ``celltypes`` (a table from :func:`bpaitac.io.read_celltypes`).
+    (or an alias of one) of ``celltypes`` (:class:`~bpaitac.io.CellTypeNames`, or a table from
+    :func:`bpaitac.io.read_celltypes`). The spellings used are logged.
 
     Runs of other samples are skipped with one log line each. A run of a listed cell type that
     is not paired-end, lacks md5s, has no integer replicate or repeats a cell type's replicate
     raises :class:`InputError` naming the run, the file and the line. ``mirror`` replaces the
     scheme and host of every FASTQ URL (:func:`apply_mirror`).
     """
+    if mirror:
+        check_scheme(mirror, "config key `download.fastq_mirror`")
     report = read_file_report(path)
-    names = alias_map(celltypes)
-    rows, seen = [], {}
+    table = as_names(celltypes)
+    names = table.lookup()
+    rows, seen, spelled = [], {}, {}
     for line, row in enumerate(report.to_dict("records"), start=2):
         run, title = row["run_accession"].strip(), row["sample_title"]
         where = f"{path}, line {line}"
         name, replicate = split_title(title)
         if name not in names:
             log.info(
-                "run %s skipped: sample title %r names no cell type in use (%s)", run, title, where
+                "run %s skipped: sample title %r names no cell type in use of %s (%s)",
+                run,
+                title,
+                table.table,
+                where,
             )
             continue
         if not RUN_RE.fullmatch(run):
@@ -157,6 +179,7 @@ def parse_file_report(
                 "titles must read CellType#replicate (e.g. B.Fo.Sp#3)."
             )
         celltype = names[name]
+        spelled.setdefault(celltype, name)
         key = (celltype, int(replicate))
         if key in seen:
             raise InputError(
@@ -166,30 +189,45 @@ def parse_file_report(
         seen[key] = run
         (u1, m1, b1), (u2, m2, b2) = _paired_files(row, where)
         count = row["read_count"].strip()
+        field = f"{where}, column `fastq_ftp`"
         rows.append(
             {
                 "run": run,
                 "celltype": celltype,
                 "replicate": int(replicate),
-                "r1_url": apply_mirror(https_url(u1), mirror),
-                "r2_url": apply_mirror(https_url(u2), mirror),
+                "r1_url": apply_mirror(https_url(u1, field), mirror),
+                "r2_url": apply_mirror(https_url(u2, field), mirror),
                 "r1_md5": m1,
                 "r2_md5": m2,
                 "read_pairs": int(count) if count.isdigit() else 0,
                 "bytes": b1 + b2,
             }
         )
+    log_spellings(spelled, f"{path} (sample titles)", table.table)
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
 
-def check_coverage(table: pd.DataFrame, celltypes: list[str], source: str | os.PathLike) -> None:
-    """Raise when a cell type in use has no run in ``table``, naming them all."""
-    absent = [c for c in celltypes if c not in set(table["celltype"])]
+def as_names(celltypes: CellTypeNames | pd.DataFrame) -> CellTypeNames:
+    """``celltypes`` as :class:`~bpaitac.io.CellTypeNames` (a bare table: source unnamed)."""
+    if isinstance(celltypes, CellTypeNames):
+        return celltypes
+    return CellTypeNames.from_table(celltypes, "the cell-type table")
+
+
+def check_coverage(
+    table: pd.DataFrame,
+    celltypes: CellTypeNames | list[str],
+    source: str | os.PathLike,
+) -> None:
+    """Raise when a cell type in use has no run in ``table``, naming them all and the
+    cell-type table."""
+    names = CellTypeNames.coerce(celltypes)
+    absent = [c for c in names.names if c not in set(table["celltype"])]
     if absent:
         raise InputError(
             f"{source}: no run for cell type(s) {absent}; their samples' titles must read "
-            "CellType#replicate with the cell type (or an alias in the `aliases` column of the "
-            "cell-type table) as spelled in the report, or drop them from the cell-type table."
+            "CellType#replicate with the cell type (or an alias in the `aliases` column of "
+            f"{names.table}) as spelled in the report, or drop them from {names.table}."
         )
 
 
@@ -202,15 +240,16 @@ def write_run_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 def build_run_table(
     report: str | os.PathLike,
-    celltypes: pd.DataFrame,
+    celltypes: CellTypeNames | pd.DataFrame,
     out: str | os.PathLike,
     mirror: str | None = None,
 ) -> pd.DataFrame:
     """Parse the file report, check that every cell type in ``celltypes`` has a run, write
     ``out`` in cell-type table order and replicate order; returns the table."""
-    table = parse_file_report(report, celltypes, mirror)
-    check_coverage(table, list(celltypes["celltype"]), report)
-    order = {c: i for i, c in enumerate(celltypes["celltype"])}
+    names = as_names(celltypes)
+    table = parse_file_report(report, names, mirror)
+    check_coverage(table, names, report)
+    order = {c: i for i, c in enumerate(names.names)}
     table = table.sort_values(
         ["celltype", "replicate"], key=lambda s: s.map(order) if s.name == "celltype" else s
     ).reset_index(drop=True)
@@ -231,7 +270,7 @@ def read_run_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read ``resources/{dataset}/runs.tsv`` (:data:`RUN_COLUMNS`); ``replicate``,
     ``read_pairs`` and ``bytes`` as integers."""
     path = require_file(path, "runs table", "it is written by rule download_run_table.")
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=TABLE_ENCODING)
     require_columns(
         path,
         table.columns,

@@ -8,28 +8,40 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from bpaitac.io import InputError
-from bpaitac.workflow.splits import HELD_OUT, TRAIN
+from bpaitac.workflow.splits import HELD_OUT, SPLITS, SPLITS_KEY, TRAIN, check_split_config
 
 
-def split_of_chroms(chroms: Sequence[str], splits: Mapping[str, Sequence[str]]) -> np.ndarray:
+def split_of_chroms(
+    chroms: Sequence[str], splits: Mapping[str, Sequence[str]], source: str = "the OCRs"
+) -> np.ndarray:
     """Split name per chromosome: ``splits['test']`` -> test, ``splits['val']`` -> val, else
-    train. Raises when a chromosome is listed in both or an unknown split is named."""
-    unknown = set(splits) - set(HELD_OUT)
-    if unknown:
-        raise InputError(
-            f"config key `preprocess.splits`: unknown split(s) {sorted(unknown)}; "
-            "list chromosomes under `test` and `val` (the rest is train)."
-        )
-    test, val = set(splits["test"]), set(splits["val"])
-    both = sorted(test & val)
-    if both:
-        raise InputError(
-            f"config key `preprocess.splits`: {', '.join(both)} listed as both test and val."
-        )
+    train.
+
+    Raises (:func:`check_split_config`) when a chromosome is listed in both or an unknown split
+    is named, when a listed chromosome is none of ``chroms`` (a typo or another naming: the
+    split would silently be empty), and when a split ends up with no element. ``source`` names
+    where ``chroms`` come from, for the messages.
+    """
+    check_split_config(splits)
     chroms = np.asarray(chroms, dtype=object)
+    present = set(chroms.tolist())
+    for split in HELD_OUT:
+        absent = [c for c in splits.get(split, ()) if c not in present]
+        if absent:
+            shown = ", ".join(sorted(present, key=str)[:8]) + (" ..." if len(present) > 8 else "")
+            raise InputError(
+                f"config key `{SPLITS_KEY}.{split}`: {', '.join(absent)} matches no chromosome of "
+                f"{source} (they are on {shown or 'none'}); fix the chromosome names."
+            )
     out = np.full(len(chroms), TRAIN, dtype=object)
-    out[np.isin(chroms, list(val))] = "val"
-    out[np.isin(chroms, list(test))] = "test"
+    out[np.isin(chroms, list(splits.get("val", ())))] = "val"
+    out[np.isin(chroms, list(splits.get("test", ())))] = "test"
+    empty = [s for s in SPLITS if not (out == s).any()]
+    if empty:
+        raise InputError(
+            f"config key `{SPLITS_KEY}`: the {' and '.join(empty)} split(s) of {source} would be "
+            f"empty; list chromosomes under `test` and `val` that leave every split some OCRs."
+        )
     return out
 
 

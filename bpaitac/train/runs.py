@@ -4,7 +4,9 @@ Catalogue models (:func:`train_catalogue_model`) read the split arrays of docs/c
 train on the catalogue entry's loss; bias models (:func:`train_bias_model`) train one task on a
 bias set with a profile-only loss. Both go through :func:`fit_and_save`: fit
 (:func:`bpaitac.train.loop.fit`), then ``history.tsv`` and ``model.pt``; the checkpoint is removed
-only once every output exists.
+once every output exists, and also when writing them fails (a rerun then trains from scratch
+instead of resuming a finished fit, possibly of data since fixed). The run's identity fingerprints
+the files it is fitted on (:func:`fit_inputs`), so a checkpoint of other data is discarded.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from bpaitac.model.network import (
 )
 from bpaitac.model.predict import mean_r_across_targets, predict_batches, write_predictions
 from bpaitac.train.callbacks import Callback
-from bpaitac.train.checkpoint import run_identity, seed_everything
+from bpaitac.train.checkpoint import input_fingerprint, run_identity, seed_everything
 from bpaitac.train.config import TrainingConfig
 from bpaitac.train.early_stopping import choose_monitor
 from bpaitac.train.loop import HISTORY_COLUMNS, FitResult, LossFn, fit
@@ -56,6 +58,19 @@ def write_history(path: str | os.PathLike, history: list[dict[str, float]]) -> N
     table = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def fit_inputs(
+    split_dirs: Mapping[str, str | os.PathLike],
+    bias_paths: Mapping[str, str | os.PathLike] | None = None,
+    names: Sequence[str] = ("seq.npy", "profile.npy", "counts.npy", "celltypes.txt"),
+) -> dict[str, Path]:
+    """The files a fit reads, by label (``train/seq.npy``, ``val/bias``): ``names`` of the
+    train and val splits and their bias logits. The test split does not change the weights."""
+    files = {f"{s}/{n}": Path(split_dirs[s]) / n for s in FIT_SPLITS for n in names}
+    for s in FIT_SPLITS if bias_paths else ():
+        files[f"{s}/bias"] = Path(bias_paths[s])
+    return files
 
 
 def new_model(spec: ModelSpec, seed: int, device: torch.device) -> BpAITAC:
@@ -81,10 +96,12 @@ def fit_and_save(
     out_history: str | os.PathLike,
     callbacks: Sequence[Callback] = (),
     write_outputs: Callable[[BpAITAC, FitResult], None] | None = None,
+    extra_outputs: Sequence[str | os.PathLike] = (),
 ) -> FitResult:
     """Fit ``model`` on the train/val ``splits`` (checkpoint beside ``out_model``), then write
-    ``write_outputs``' files, ``history.tsv`` and ``model.pt`` (``meta`` + best epoch) and remove
-    the checkpoint.
+    ``write_outputs``' files (``extra_outputs``), ``history.tsv`` and ``model.pt`` (``meta`` +
+    best epoch) and remove the checkpoint. When writing fails, the checkpoint and every output
+    are removed before the error propagates.
 
     The weights are reproducible for the same device and the same number of torch threads
     (Snakemake's ``threads``): a different thread count sums in another order, and training
@@ -115,12 +132,23 @@ def fit_and_save(
         name=name,
         callbacks=callbacks,
     )
-    if write_outputs is not None:
-        write_outputs(model, result)
-    write_history(out_history, result.history)
-    save_model(
-        out_model, model, {**meta, "best_epoch": result.best_epoch, "torch_threads": threads}
-    )
+    try:
+        if write_outputs is not None:
+            write_outputs(model, result)
+        write_history(out_history, result.history)
+        save_model(
+            out_model, model, {**meta, "best_epoch": result.best_epoch, "torch_threads": threads}
+        )
+    except Exception:
+        for path in (checkpoint, out_history, out_model, *extra_outputs):
+            Path(path).unlink(missing_ok=True)
+        log.error(
+            "%s: failed after fitting; removed %s and the outputs so that a rerun trains from "
+            "scratch",
+            name,
+            checkpoint,
+        )
+        raise
     checkpoint.unlink(missing_ok=True)
     return result
 
@@ -249,6 +277,7 @@ def train_catalogue_model(
             seed=seed,
             targets=targets.names,
             device=dev.type,
+            inputs=input_fingerprint(fit_inputs(split_dirs, bias_paths)),
         ),
         name=f"{name}/seed{seed}",
         meta=meta,
@@ -256,6 +285,7 @@ def train_catalogue_model(
         out_history=out_history,
         callbacks=callbacks,
         write_outputs=write_test_predictions,
+        extra_outputs=(out_predictions,),
     )
 
 
@@ -327,7 +357,13 @@ def train_bias_model(
         seed=seed,
         monitor="val_loss",
         identity=run_identity(
-            "bias", bias_entry, cfg, spec=spec.to_dict(), seed=seed, device=dev.type
+            "bias",
+            bias_entry,
+            cfg,
+            spec=spec.to_dict(),
+            seed=seed,
+            device=dev.type,
+            inputs=input_fingerprint(fit_inputs(split_dirs, names=("seq.npy", "profile.npy"))),
         ),
         name=f"bias/{name}",
         meta=meta,

@@ -15,10 +15,11 @@ from urllib.request import url2pathname
 
 import yaml
 
-from bpaitac.io import ConfigError, lineage_order, read_celltypes
+from bpaitac.io import CellTypeNames, ConfigError, check_name, lineage_order, read_celltypes
 from bpaitac.workflow.figures import FIGURES as EVALUATION_FIGURES
 from bpaitac.workflow.figures import required_models
 from bpaitac.workflow.interpret_paths import FIGURES as INTERPRET_FIGURES
+from bpaitac.workflow.splits import check_split_config
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -94,7 +95,17 @@ def describe_error(err: Any) -> str:
 
 
 def check_references(config: dict) -> None:
-    """Cross-field checks the schema cannot express (catalogue names point to defined entries)."""
+    """Cross-field checks the schema cannot express: catalogue names point to defined entries,
+    the held-out chromosome lists do not overlap, replicate names are safe file names."""
+    check_split_config(config.get("preprocess", {}).get("splits", {}))
+    for section in ("simulate", "download"):
+        names = config.get(section, {}).get("protein_free_replicates", [])
+        for i, name in enumerate(names):
+            where = f"config key `{section}.protein_free_replicates[{i}]`"
+            try:
+                check_name(str(name), "replicate", where)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
     archs = config.get("architectures", {})
     biases = config.get("bias_models", {})
     for name, bias in biases.items():
@@ -130,6 +141,22 @@ def load_config(path: str | os.PathLike) -> dict:
 def selected_celltypes(config: dict):
     """The cell-type table restricted to the cell types in use (``celltypes_per_lineage``)."""
     return read_celltypes(config["celltypes"], config.get("celltypes_per_lineage"))
+
+
+def celltype_names(config: dict, names: list[str] | None = None) -> CellTypeNames:
+    """The cell types in use (or ``names``, in that order: a rule's list) with their aliases and
+    the table they come from, which messages name."""
+    table = CellTypeNames.from_table(selected_celltypes(config), config["celltypes"])
+    if names is None:
+        return table
+    return CellTypeNames(tuple(names), table.aliases, table.table)
+
+
+def celltype_urls(template: str, spellings: list[str] | tuple[str, ...]) -> list[str]:
+    """``template`` with ``{celltype}`` filled by each spelling of a cell type (its name first,
+    then its aliases; :meth:`~bpaitac.io.CellTypeNames.spellings`), duplicates dropped: the
+    download takes the first that exists."""
+    return list(dict.fromkeys(template.format(celltype=s) for s in spellings))
 
 
 def selected_lineages(config: dict) -> list[str]:

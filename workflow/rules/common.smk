@@ -5,8 +5,6 @@ import re
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 REPO = Path(workflow.basedir).parent
 # Scripts import the `bpaitac` package from this checkout, also inside --use-conda envs and on
 # cluster nodes (jobs inherit the environment of the Snakemake process that submits them).
@@ -16,22 +14,26 @@ os.environ.update(
 )
 
 from bpaitac.workflow.config import (  # noqa: E402
-    check_references,
+    celltype_names,
+    celltype_urls,
     model_catalogue,
     models_to_train,
     selected_celltypes,
     selected_lineages,
+    validate_config,
 )
 from bpaitac.workflow.splits import SPLITS  # noqa: E402
 from bpaitac.workflow.slurm import honour_no_account  # noqa: E402
 
-validate(config, "../schemas/config.schema.yaml")
+# The schema, its defaults and the cross-field checks (bpaitac.workflow.config): a bad value
+# stops with one line naming the key (snakemake.utils.validate would print the whole schema).
+config.update(validate_config(config))
 if workflow.is_main_process:
     honour_no_account()  # `slurm-no-account: true` (profiles/slurm) means no -A and no guessing
-check_references(config)
 
 DATASET = config["dataset"]
 CELLTYPE_TABLE = selected_celltypes(config)
+CELLTYPE_NAMES = celltype_names(config)
 SELECTED_CELLTYPES = list(CELLTYPE_TABLE["celltype"])
 LINEAGES = selected_lineages(config)
 LINEAGE_OF = dict(zip(CELLTYPE_TABLE["celltype"], CELLTYPE_TABLE["lineage"]))

@@ -19,6 +19,7 @@ if config["source"] == "download":
             "../../envs/preprocess.yaml"
         params:
             url=DOWNLOAD["genome_url"],
+            field="download.genome_url",
         script:
             "../../scripts/download.py"
 
@@ -32,6 +33,7 @@ if config["source"] == "download":
             "../../envs/preprocess.yaml"
         params:
             url=DOWNLOAD["ocr_table_url"],
+            field="download.ocr_table_url",
         script:
             "../../scripts/download.py"
 
@@ -47,6 +49,7 @@ if config["source"] == "download":
                 "../../envs/preprocess.yaml"
             params:
                 url=DOWNLOAD["closed_pvalues_url"],
+                field="download.closed_pvalues_url",
             script:
                 "../../scripts/download.py"
 
@@ -113,7 +116,11 @@ if config["source"] == "download":
             conda:
                 "../../envs/preprocess.yaml"
             params:
-                url=lambda wc: DOWNLOAD["bam_url_template"].format(celltype=wc.celltype),
+                # the cell type's name, then its aliases: the first URL that exists is fetched
+                urls=lambda wc: celltype_urls(
+                    DOWNLOAD["bam_url_template"], CELLTYPE_NAMES.spellings(wc.celltype)
+                ),
+                field="download.bam_url_template",
             script:
                 "../../scripts/download.py"
 
@@ -132,6 +139,7 @@ if config["source"] == "download":
                 "../../envs/preprocess.yaml"
             params:
                 url=DOWNLOAD["protein_free_genome_url"],
+                field="download.protein_free_genome_url",
             script:
                 "../../scripts/download.py"
 
@@ -147,6 +155,7 @@ if config["source"] == "download":
             "../../envs/preprocess.yaml"
         params:
             url=DOWNLOAD["protein_free_fragments_url"],
+            field="download.protein_free_fragments_url",
             gunzip=False,  # kept as fetched; bpaitac.data.fragments reads gzip or plain text
         script:
             "../../scripts/download.py"
@@ -162,6 +171,7 @@ if config["source"] == "download":
             "../../envs/preprocess.yaml"
         params:
             url=lambda wc: DOWNLOAD["protein_free_url_template"].format(replicate=wc.replicate),
+            field="download.protein_free_url_template",
         script:
             "../../scripts/download.py"
 
@@ -175,5 +185,6 @@ if config["source"] == "download":
             "../../envs/preprocess.yaml"
         params:
             url=DOWNLOAD["protein_free_regions_url"],
+            field="download.protein_free_regions_url",
         script:
             "../../scripts/download.py"
