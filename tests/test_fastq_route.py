@@ -138,6 +138,7 @@ def route(served, tmp_path_factory) -> dict:
         "celltypes": str(work / "celltypes.tsv"),
         "celltypes_per_lineage": None,
         "figures": [],
+        "variants": {**TINY["variants"], "path": None},  # the simulator's truth variants: none here
         "download": {**mirror_cfg["download"], "fastq_retries": 2},
         "align": {**mirror_cfg["align"], "threads": 1},
     }
