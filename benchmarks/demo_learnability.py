@@ -28,7 +28,7 @@ planted JASPAR motifs named by TomTom among the clusters, NOVEL1's cluster witho
 match, the correlation of the recovered lineage-specific motifs' per-lineage insertion effect with
 the planted one-site effect, the quantity a perfect model reproduces
 (``interpret/truth_recovery.tsv``, ``r_cluster_site_effect_profile``; >= 0.8 for at least 6), and
-the variant effects of the simulator's SNVs (``variants/truth_recovery.tsv``): R between predicted
+the variant effects of the simulator's SNVs (``variants/variant_truth.tsv``): R between predicted
 and planted per-lineage log2FC over the site-breaking SNVs and the AUC separating them from
 background SNVs, bpAI-TAC and AI-TAC. With ``interpret.modisco`` (config/validate.yaml) it also
 prints the two motif callers side by side (``interpret/motif_callers_summary.tsv`` and
@@ -317,7 +317,7 @@ def print_targets(results: Path, activity_tsv: Path) -> None:
                     n_ok >= 6,
                 )
             )
-    lines += variant_targets(results / "variants" / "truth_recovery.tsv")
+    lines += variant_targets(results / "variants" / "variant_truth.tsv")
     if lines:
         print("\nvalidation targets")
         for target, value, ok in lines:

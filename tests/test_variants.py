@@ -466,7 +466,7 @@ def test_variant_paths_defaults_urls_truth_and_bad_models():
 
     cfg = _config({"path": "resources/d/truth/variants.tsv", "models": ["other", "aitac"]})
     paths = VariantPaths(cfg, cfg["models"])
-    assert paths.is_truth("d") and paths.targets("d")[-1] == "results/d/variants/truth_recovery.tsv"
+    assert paths.is_truth("d") and paths.targets("d")[-1] == "results/d/variants/variant_truth.tsv"
     assert paths.roles() == {"other": "", "aitac": "reference"}
 
     cfg = _config({"path": "v.vcf", "models": ["nope"]})

@@ -77,7 +77,7 @@ def test_variants_are_scored_by_every_model_and_compared_with_the_truth(tiny_run
         assert (table["jsd_mean"] >= 0).all() and (table["n_seeds"] == 1).all()
         for ext in ("pdf", "png"):
             assert (results / "figures" / f"variants_{model}.{ext}").stat().st_size > 1000
-    recovery = pd.read_csv(results / "variants" / "truth_recovery.tsv", sep="\t")
+    recovery = pd.read_csv(results / "variants" / "variant_truth.tsv", sep="\t")
     assert len(recovery) == 2 * len(config["variants"]["models"])
     assert set(recovery["subset"]) == {"held_out", "all"}
     all_rows = recovery[recovery["subset"] == "all"]

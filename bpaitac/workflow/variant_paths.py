@@ -143,5 +143,5 @@ class VariantPaths:
             out += [self.output(dataset, model, w) for w in ("table", "summary", "profiles")]
             out += [FIGURE_FILE.format(model=model, dataset=dataset, ext=e) for e in ("pdf", "png")]
         if self.is_truth(dataset):
-            out.append(VARIANTS_FILE.format(dataset=dataset, name="truth_recovery.tsv"))
+            out.append(VARIANTS_FILE.format(dataset=dataset, name="variant_truth.tsv"))
         return out

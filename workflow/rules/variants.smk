@@ -87,12 +87,12 @@ if config["source"] == "simulate":
             unpack(VARIANT_PATHS.truth_inputs),
         output:
             truth=report(
-                "results/{dataset}/variants/truth_recovery.tsv",
+                "results/{dataset}/variants/variant_truth.tsv",
                 caption="../report/variants_truth.rst",
                 category="Variant effects",
             ),
         log:
-            "logs/{dataset}/variants/truth_recovery.log",
+            "logs/{dataset}/variants/variant_truth.log",
         conda:
             "../../envs/interpret.yaml"
         params:
