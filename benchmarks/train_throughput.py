@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+from _report import add_json_argument, write_report
 
 from bpaitac.data.batches import BatchSource, SplitArrays
 from bpaitac.model.losses import model_loss
@@ -112,6 +113,7 @@ def main() -> None:
     ap.add_argument("--gpu-steps", type=int, default=50, help="timed steps on CUDA")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--skip-cpu", action="store_true", help="measure CUDA only")
+    add_json_argument(ap, "train_throughput")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -145,6 +147,26 @@ def main() -> None:
         epoch_min = PAPER_TRAIN_OCRS / sps / 60
         print(f"{dev:<6} {mode:<13} {sps:>9.1f} {sps / base[dev]:>7.2f}x {epoch_min:>11.1f}")
     print(f"* one epoch of the paper's {PAPER_TRAIN_OCRS:,} training OCRs at this speed")
+    write_report(
+        args.json,
+        "train_throughput",
+        {
+            "filters": args.filters,
+            "dilated_blocks": args.blocks,
+            "tasks": args.tasks,
+            "batch_size": args.batch_size,
+            "threads": args.threads,
+            "rows": [
+                {
+                    "device": dev,
+                    "mode": mode,
+                    "seq_per_s": sps,
+                    "paper_epoch_min": PAPER_TRAIN_OCRS / sps / 60,
+                }
+                for dev, mode, sps in rows
+            ],
+        },
+    )
 
 
 if __name__ == "__main__":
