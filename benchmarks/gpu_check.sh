@@ -20,7 +20,7 @@ if [ -z "${PYTHON:-}" ]; then
   if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
 OUT=${OUT:-$ROOT/results/benchmarks/gpu}
-mkdir -p "$OUT"
+
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" MPLBACKEND=Agg
 export NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-$OUT/numba-cache}
 start=$(date +%s)
@@ -41,6 +41,7 @@ if ! "$PYTHON" -c "import bpaitac, tangermeme, snakemake" 2>/dev/null; then
     exit 1
   }
 fi
+mkdir -p "$OUT"
 "$PYTHON" -c "import torch; print('device:', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
 
 failed=()
