@@ -60,8 +60,8 @@ format: $(STAMP)
 	$(BIN)/snakefmt workflow
 
 # Every benchmark at a size that finishes in <= 15 minutes on 2 cores (6 min 9 s measured, README
-# Performance), each writing results/benchmarks/<name>.json. Benchmarks that read a workflow's results are
-# skipped until those exist; longer_training.py is a training experiment, run by hand.
+# Performance), each writing results/benchmarks/<name>.json. Benchmarks that read a workflow's
+# results are skipped until those exist; longer_training.py is a training experiment, run by hand.
 # peers.py needs bpnet-lite (pip install --no-deps bpnet-lite==1.1.0) and says so otherwise.
 BENCH_OUT := results/benchmarks
 bench: $(STAMP) system-deps
