@@ -181,9 +181,11 @@ def deep_shap(
     ``nn.MaxPool1d`` (the change of each pooled output routed back to the positions that won
     the max in the input and in the reference, divided by the change of each input position;
     the gradient at ``x`` where it does not change), both as in tangermeme 1.6.0. Other
-    nonlinear module types are refused; functional nonlinearities (``torch.exp``) are treated
-    as linear, as by tangermeme, and show up as large convergence deltas. A module called more
-    than once per forward pass is supported.
+    nonlinear module types are refused; functional nonlinearities (``torch.exp``) get no rule,
+    as in tangermeme, and show up as large convergence deltas (their plain gradient is then
+    taken at the reference here, at the input in tangermeme: both are wrong). A module called
+    more than once per forward pass is supported. Unlike tangermeme, inputs may hold N (all-zero
+    columns).
 
     ``n_warnings`` counts the (sequence, reference, output) pairs whose convergence delta
     ``|f(x) - f(r) - sum((x - r) * multipliers)|`` exceeds ``warning_threshold`` (tangermeme
