@@ -184,8 +184,9 @@ def deep_shap(
     nonlinear module types are refused; functional nonlinearities (``torch.exp``) get no rule,
     as in tangermeme, and show up as large convergence deltas (their plain gradient is then
     taken at the reference here, at the input in tangermeme: both are wrong). A module called
-    more than once per forward pass is supported. Unlike tangermeme, inputs may hold N (all-zero
-    columns).
+    more than once per forward pass is supported. Inputs may hold N (all-zero columns), which
+    tangermeme refuses: an N column gets no attribution, so the stored deltas then include what
+    the references' bases at those columns contribute.
 
     ``n_warnings`` counts the (sequence, reference, output) pairs whose convergence delta
     ``|f(x) - f(r) - sum((x - r) * multipliers)|`` exceeds ``warning_threshold`` (tangermeme
