@@ -59,11 +59,30 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/snakefmt workflow
 
+# Every benchmark at a size that finishes in <= 15 minutes on 2 cores (6 min 9 s measured, README
+# Performance), each writing results/benchmarks/<name>.json. Benchmarks that read a workflow's
+# results are skipped until those exist; longer_training.py is a training experiment, run by hand.
+# peers.py needs bpnet-lite (pip install --no-deps bpnet-lite==1.1.0) and says so otherwise.
+BENCH_OUT := results/benchmarks
 bench: $(STAMP) system-deps
-	@for b in benchmarks/*.py; do echo "== $$b"; \
-	  if [ $$b = benchmarks/demo_learnability.py ] && [ ! -e results/demo/data/test/counts.npy ]; then \
-	    echo "skipped: it reads the demo results; run make demo first"; continue; fi; \
-	  $(BIN)/python $$b || exit 1; done
+	@mkdir -p $(BENCH_OUT); total=$$(date +%s); \
+	run() { n=$$1; shift; echo "== benchmarks/$$n.py $$*"; t=$$(date +%s); \
+	  $(BIN)/python benchmarks/$$n.py "$$@" --json $(BENCH_OUT)/$$n.json || exit 1; \
+	  echo "   $$n: $$(( $$(date +%s) - t )) s"; }; \
+	run preprocess --fragments 200000 --repeats 1 --skip-pysam --assembly-celltypes 4 16; \
+	run thread_reproducibility; \
+	run clustering --seqlets 1000 3000 --cap 1000; \
+	run variants --size demo; \
+	run train_throughput --cpu-steps 2 --threads $(CORES); \
+	run attribution --sequences 2 --rounds 1 --threads $(CORES); \
+	run peers --quick; \
+	run alignment_throughput --pairs 50000 --genome-mb 5; \
+	if [ -e results/demo/data/test/counts.npy ]; then run demo_learnability; \
+	else echo "== demo_learnability: skipped, it reads the demo results (make demo first)"; fi; \
+	if [ -d resources/validate/truth ]; then run activity_target_ceiling; \
+	else echo "== activity_target_ceiling: skipped, it reads resources/validate/truth (make validate first)"; fi; \
+	echo "== longer_training: not run (a training experiment: benchmarks/longer_training.py --model NAME --out DIR)"; \
+	echo "make bench: $$(( $$(date +%s) - total )) s; figures in $(BENCH_OUT)/"
 
 clean:
 	rm -rf results/tiny resources/tiny .snakemake

@@ -21,6 +21,7 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
+from _report import add_json_argument, write_report
 
 from bpaitac.interpret import motifs as mot
 from bpaitac.interpret.truth import (
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--configfile", default="config/validate.yaml")
     parser.add_argument("--resources", default="resources")
     parser.add_argument("--n-sampled", type=int, default=2000, help="typical sites per PWM")
+    add_json_argument(parser, "activity_target_ceiling")
     args = parser.parse_args()
     config = load_config(args.configfile)
     celltypes = selected_celltypes(config)
@@ -73,6 +75,7 @@ def main() -> None:
     print(table.round(2).to_string())
     r = table["consensus_vs_activity"]
     print(f"consensus vs activity >= 0.8: {int((r >= 0.8).sum())} of {r.notna().sum()} planted TFs")
+    write_report(args.json, "activity_target_ceiling", table.reset_index().to_dict("records"))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _report import add_json_argument, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=200_000)
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--seed", type=int, default=0)
+    add_json_argument(parser, "alignment_throughput")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
@@ -194,6 +196,18 @@ def main() -> None:
     print(
         f"  filtered BAMs (merged):       {total_pairs * 0.7 * bam_pair / 1e9:8.0f} GB "
         "(assuming 70 % of pairs kept)"
+    )
+    write_report(
+        args.json,
+        "alignment_throughput",
+        {
+            "read_pairs": n_pairs,
+            "genome_mb": args.genome_mb,
+            "index_wall_s": idx_wall,
+            "index_cpu_s": idx_cpu,
+            "rows": rows,
+            "estimate_cpu_hours": {"trim": trim_h, "align": aln_h, "index": idx_h},
+        },
     )
 
 

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from _report import add_json_argument, write_report
 
 from bpaitac.interpret.motifs import cluster_seqlets, reverse_complement
 
@@ -58,10 +59,12 @@ def main() -> None:
     ap.add_argument("--seqlets", type=int, nargs="+", default=[1000, 4000, 20000])
     ap.add_argument("--cap", type=int, default=2000, help="interpret.clustering.max_seqlets")
     ap.add_argument("--families", type=int, default=20)
+    add_json_argument(ap, "clustering")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     print(f"cap (max_seqlets) = {args.cap}; peak RSS is the process maximum so far")
     print("seqlets  mode     seconds  peak_rss_mb  clusters  assigned  purity")
+    results = []
     for n in args.seqlets:
         mats, truth = synthetic_seqlets(n, args.families, rng)
         t0 = time.perf_counter()
@@ -77,6 +80,18 @@ def main() -> None:
             f"{n:7d}  {mode:7s}  {dt:7.1f}  {rss:11.0f}  {int((sizes >= 3).sum()):8d}"
             f"  {assigned:8.2f}  {pure:6.2f}"
         )
+        results.append(
+            {
+                "seqlets": n,
+                "mode": mode,
+                "seconds": dt,
+                "peak_rss_mb": rss,
+                "clusters": int((sizes >= 3).sum()),
+                "assigned": assigned,
+                "purity": pure,
+            }
+        )
+    write_report(args.json, "clustering", results)
 
 
 if __name__ == "__main__":

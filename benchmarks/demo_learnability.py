@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _report import add_json_argument, write_report
 from torch import nn
 
 from bpaitac.data.sequence import one_hot
@@ -149,6 +150,7 @@ def main() -> None:
     ap.add_argument(
         "--celltypes", default="config/celltypes.tsv", help="cell-type table (lineages)"
     )
+    add_json_argument(ap, "demo_learnability")
     args = ap.parse_args()
     targets = args.targets or ("validate" if args.dataset == "validate" else "demo")
     torch.set_num_threads(args.threads)
@@ -204,6 +206,11 @@ def main() -> None:
     print(f"{'':<{width}}  {'linear':>6}  {'log':>6}")
     for name, (r, r_log), note in rows:
         print(f"{name:<{width}}  {r:6.3f}  {r_log:6.3f}  {note}")
+    write_report(
+        args.json,
+        "demo_learnability",
+        [{"model": n, "r_linear": r, "r_log": rl, "note": t} for n, (r, rl), t in rows],
+    )
     print_interpreted_sites(Path(args.results) / args.dataset, truth / "sites.tsv")
     print_targets(Path(args.results) / args.dataset, truth, Path(args.celltypes), targets)
     print_motif_callers(Path(args.results) / args.dataset)

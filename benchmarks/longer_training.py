@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _report import add_json_argument, write_report
 
 from bpaitac.model.predict import mean_r_across_targets
 from bpaitac.train.runs import train_catalogue_model
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", required=True, help="directory for model.pt, history.tsv")
+    add_json_argument(parser, "longer_training")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.configfile)
@@ -66,6 +68,17 @@ def main() -> None:
         f"{args.model} seed {args.seed}: {len(result.history)} epochs "
         f"(best {result.best_epoch}), {time.perf_counter() - t0:.0f} s, "
         f"{args.threads} thread(s); test mean per-OCR R {r:.3f}"
+    )
+    write_report(
+        args.json,
+        "longer_training",
+        {
+            "model": args.model,
+            "seed": args.seed,
+            "epochs": len(result.history),
+            "best_epoch": result.best_epoch,
+            "test_mean_per_ocr_r": float(r),
+        },
     )
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pysam
+from _report import add_json_argument, write_report
 
 CHROMS = {"chr1": 60_000_000, "chr2": 40_000_000}
 N_OCRS = 20_000
@@ -173,7 +174,7 @@ def count_reads(bam: Path) -> tuple[int, int]:
     return total, kept
 
 
-def bench_insertions(args: argparse.Namespace, work: Path) -> None:
+def bench_insertions(args: argparse.Namespace, work: Path) -> list[dict]:
     bam = work / "sim.bam"
     t0 = time.perf_counter()
     ocrs = simulate_bam(bam, args.fragments, args.seed)
@@ -227,6 +228,20 @@ def bench_insertions(args: argparse.Namespace, work: Path) -> None:
         f"load excluded), BGZF inflated with {_Inflater().name}; peak MiB = the whole process. "
         "Target: <= 2 x the decode floor, faster than bedtools."
     )
+    return [
+        {
+            "route": name,
+            "wall_s": sec,
+            "cpu_s": cpu,
+            "insertions": n_ins,
+            "peak_rss_mib": rss,
+            "floor_x_wall": sec / floor[1] if floor else None,
+            "floor_x_cpu": cpu / floor[2] if floor else None,
+            "bedtools_over_this_wall": bedtools[1] / sec if bedtools else None,
+        }
+        for name, sec, cpu, n_ins, rss in rows
+        if "baseline" not in name
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,13 +268,14 @@ def child_assemble(work: str, n_celltypes: int) -> dict:
     return {"seconds": time.perf_counter() - t0}
 
 
-def bench_assembly(args: argparse.Namespace, work: Path) -> None:
+def bench_assembly(args: argparse.Namespace, work: Path) -> list[dict]:
     from bpaitac.workflow.splits import SPLITS
 
     n = args.assembly_ocrs
     rng = np.random.default_rng(args.seed)
     print(f"\nassembly of {n:,} OCRs x C cell types x 250 bp (uint16), streaming:")
     print(f"{'C':>4s} {'profile MiB':>12s} {'wall s':>7s} {'peak RSS MiB':>13s}")
+    out = []
     for c in args.assembly_celltypes:
         root = work / f"c{c}"
         root.mkdir()
@@ -272,6 +288,8 @@ def bench_assembly(args: argparse.Namespace, work: Path) -> None:
         res = run_child([sys.executable, __file__, "--child", "assemble", str(work), str(c)])
         print(f"{c:4d} {n * c * 500 / 2**20:12.0f} {res['seconds']:7.2f} {res['rss_mib']:13.0f}")
         shutil.rmtree(root)
+        out.append({"celltypes": c, "seconds": res["seconds"], "peak_rss_mib": res["rss_mib"]})
+    return out
 
 
 def main() -> None:
@@ -290,13 +308,16 @@ def main() -> None:
     p.add_argument("--assembly-ocrs", type=int, default=20_000)
     p.add_argument("--assembly-celltypes", type=int, nargs="+", default=[4, 16, 64])
     p.add_argument("--workdir", type=Path, default=None, help="keep files here (default: temp)")
+    add_json_argument(p, "preprocess")
     args = p.parse_args()
     print(f"resource limits: {os.cpu_count()} CPUs; max RSS of this process so far "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")  # fmt: skip
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
-        bench_insertions(args, work)
-        bench_assembly(args, work)
+        insertions = bench_insertions(args, work)
+        assembly = bench_assembly(args, work)
+    results = {"fragments": args.fragments, "insertions": insertions, "assembly": assembly}
+    write_report(args.json, "preprocess", results)
 
 
 if __name__ == "__main__":

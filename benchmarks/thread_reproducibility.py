@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+from _report import add_json_argument, write_report
 
 from bpaitac.data.sequence import one_hot
 from bpaitac.model.network import build_model, spec_from_config
@@ -41,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--filters", type=int, default=32)
+    add_json_argument(parser, "thread_reproducibility")
     args = parser.parse_args()
     one = train_steps(1, args.steps, args.filters)
     two_a = train_steps(2, args.steps, args.filters)
@@ -48,6 +50,16 @@ def main() -> None:
     print(f"max |weight difference| after {args.steps} Adam steps (F={args.filters}):")
     print(f"  1 vs 2 threads: {(one - two_a).abs().max().item():.3g}")
     print(f"  2 vs 2 threads: {(two_a - two_b).abs().max().item():.3g}")
+    write_report(
+        args.json,
+        "thread_reproducibility",
+        {
+            "steps": args.steps,
+            "filters": args.filters,
+            "max_abs_diff_1_vs_2": (one - two_a).abs().max().item(),
+            "max_abs_diff_2_vs_2": (two_a - two_b).abs().max().item(),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+from _report import add_json_argument, write_report
 
 from bpaitac.data.batches import BatchSource, SplitArrays
 from bpaitac.model.losses import model_loss
@@ -102,6 +103,54 @@ def measure(
     return steps * batch_size / seconds
 
 
+# Op categories of the breakdown: the first whose pattern is in an op's name (lower case).
+CATEGORIES = (
+    ("convolution", ("convolution", "conv1d")),
+    ("batch norm", ("batch_norm",)),
+    ("relu", ("relu", "threshold_backward")),
+    ("max-pool", ("max_pool",)),
+    ("elementwise add/mul", ("aten::add", "aten::mul", "aten::sub", "aten::div")),
+    ("reductions, softmax, log", ("softmax", "log", "mse", "xlogy", "sum", "mean")),
+    ("copies, one-hot, index", ("copy", "index", "one_hot", "cat", "clone", "contiguous", "to")),
+)
+
+
+def breakdown(spec: ModelSpec, source: BatchSource, batch_size: int, steps: int) -> list[dict]:
+    """Share of a CPU training step's self time per op category (:data:`CATEGORIES`; ops
+    under ``Optimizer.step``/``zero_grad`` count as the optimiser), from ``torch.profiler``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = build_model(spec)
+    optimiser = make_optimiser(model, 1e-3)
+
+    def loss_fn(logits, log_counts, batch):
+        return model_loss("composite_ce", 0.5, logits, log_counts, batch.profile, batch.counts)
+
+    batches = [source.take(np.arange(i * batch_size, (i + 1) * batch_size)) for i in range(2)]
+    train_step(model, optimiser, batches[0], loss_fn)  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(steps):
+            float(train_step(model, optimiser, batches[i % 2], loss_fn))
+    totals: dict[str, float] = {}
+    for ev in prof.events():
+        if ev.self_cpu_time_total <= 0:
+            continue
+        name, parent, cat = ev.name.lower(), ev.cpu_parent, None
+        while parent is not None and cat is None:
+            if parent.name.startswith("Optimizer."):
+                cat = "optimiser"
+            parent = parent.cpu_parent
+        if cat is None:
+            cat = next((c for c, pats in CATEGORIES if any(p in name for p in pats)), "other")
+        totals[cat] = totals.get(cat, 0.0) + ev.self_cpu_time_total
+    whole = sum(totals.values())
+    return [
+        {"category": c, "ms_per_step": t / 1e3 / steps, "share": t / whole}
+        for c, t in sorted(totals.items(), key=lambda kv: -kv[1])
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--filters", type=int, default=300)
@@ -112,6 +161,10 @@ def main() -> None:
     ap.add_argument("--gpu-steps", type=int, default=50, help="timed steps on CUDA")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--skip-cpu", action="store_true", help="measure CUDA only")
+    ap.add_argument(
+        "--breakdown", action="store_true", help="print the CPU step's time per op category"
+    )
+    add_json_argument(ap, "train_throughput")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -139,12 +192,43 @@ def main() -> None:
             rows.append(("cuda", mode, sps))
     else:
         print("cuda: no CUDA device visible; CPU only")
+    split = []
+    if args.breakdown and not args.skip_cpu:
+        split = breakdown(spec, source, args.batch_size, args.cpu_steps)
+        print(f"\nCPU step by op category (torch.profiler self time, {args.cpu_steps} steps):")
+        for row in split:
+            print(
+                f"  {row['category']:<26} {row['ms_per_step']:9.1f} ms {100 * row['share']:6.1f} %"
+            )
+        conv = sum(r["share"] for r in split if r["category"] == "convolution")
+        print(f"  outside the convolutions: {100 * (1 - conv):.1f} %")
     base = {dev: sps for dev, mode, sps in rows if mode == "fp32"}
     print(f"\n{'device':<6} {'mode':<13} {'seq/s':>9} {'vs fp32':>8} {'min/epoch*':>11}")
     for dev, mode, sps in rows:
         epoch_min = PAPER_TRAIN_OCRS / sps / 60
         print(f"{dev:<6} {mode:<13} {sps:>9.1f} {sps / base[dev]:>7.2f}x {epoch_min:>11.1f}")
     print(f"* one epoch of the paper's {PAPER_TRAIN_OCRS:,} training OCRs at this speed")
+    write_report(
+        args.json,
+        "train_throughput",
+        {
+            "filters": args.filters,
+            "dilated_blocks": args.blocks,
+            "tasks": args.tasks,
+            "batch_size": args.batch_size,
+            "threads": args.threads,
+            "breakdown": split,
+            "rows": [
+                {
+                    "device": dev,
+                    "mode": mode,
+                    "seq_per_s": sps,
+                    "paper_epoch_min": PAPER_TRAIN_OCRS / sps / 60,
+                }
+                for dev, mode, sps in rows
+            ],
+        },
+    )
 
 
 if __name__ == "__main__":

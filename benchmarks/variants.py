@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pysam
 import torch
+from _report import add_json_argument, write_report
 
 from bpaitac.model.network import build_model, count_parameters, resolve_device, save_model
 from bpaitac.variants.score import score_variants
@@ -115,6 +116,7 @@ def main() -> None:
         help="evaluation batch size (default: training.eval_batch_size of config/config.yaml)",
     )
     ap.add_argument("--top", type=int, default=None, help="top variants (default: the schema's)")
+    add_json_argument(ap, "variants")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(ROOT / "config" / "config.yaml")
@@ -165,6 +167,23 @@ def main() -> None:
         f"bound ({passes} forward passes = 2 alleles x {args.seeds} seeds x 2 strands x "
         f"{args.variants}): {bound:.2f} s = {args.variants / bound:.1f} variants/s; "
         f"ratio {scored / bound:.2f} (target <= 2.5)"
+    )
+    write_report(
+        args.json,
+        "variants",
+        {
+            "size": args.size,
+            "device": str(device),
+            "variants": args.variants,
+            "seeds": args.seeds,
+            "batch_size": batch,
+            "top": top,
+            "scored_s": scored,
+            "bound_s": bound,
+            "variants_per_s": args.variants / scored,
+            "bound_variants_per_s": args.variants / bound,
+            "ratio_to_bound": scored / bound,
+        },
     )
 
 
