@@ -37,7 +37,8 @@ from bpaitac.interpret.attribution import (
 from bpaitac.model.network import build_model, count_parameters
 
 # (name, filters, dilated blocks, tasks, lineages): config/config.yaml's `bpaitac` architecture
-# with 3 cell types per lineage, and the paper's network (Methods) on 90 cell types.
+# with 3 cell types per lineage (the demo now has 2; the size is kept so that the figures compare
+# with earlier runs), and the paper's network (Methods) on 90 cell types.
 NETWORKS = {"demo": (32, 3, 30, 10), "paper": (300, 9, 90, 10)}
 
 
