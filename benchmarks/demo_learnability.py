@@ -525,7 +525,7 @@ def fig3c_target(
     table = fig3c_effects(results, truth_dir, celltypes_tsv, recovery)
     if table.empty:
         return target, "0: no cluster inserted", False
-    table["planted_motif"] = table["planted_motif"].str.split().str[0]
+    table["planted_motif"] = [str(p).split()[0] if p else "" for p in table["planted_motif"]]
     ok = (
         table["lineage_specific"]
         & (table["kruskal_q"] < FIG3C_Q)
