@@ -464,7 +464,12 @@ def fig3c_effects(
     effect (:func:`bpaitac.interpret.truth.planted_site_effects`)."""
     from scipy import stats
 
-    from bpaitac.interpret.truth import pearson_over_lineages, planted_site_effects
+    from bpaitac.interpret.truth import (
+        pearson_over_lineages,
+        planted_name_map,
+        planted_site_effects,
+    )
+    from bpaitac.io import read_celltypes
 
     effects = pd.read_csv(results / "interpret" / "insertion_effects.tsv", sep="\t")
     effects = effects[effects["role"] == "profile"]
@@ -473,15 +478,10 @@ def fig3c_effects(
         for cluster in str(row.matching_clusters).split(","):
             if cluster and cluster != "nan":
                 planted_of.setdefault(cluster, (row.planted_motif, str(row.activity_row)))
-    celltypes = pd.read_csv(celltypes_tsv, sep="\t")
+    celltypes = read_celltypes(celltypes_tsv)
     lineages = list(dict.fromkeys(effects["lineage"]))
     ppms = read_meme(truth_dir / "motifs.meme", full_names=True)
-    name_map = {
-        full: str(row)
-        for full in ppms
-        for name, row in zip(recovery["planted_motif"], recovery["activity_row"])
-        if full.split()[0] == name and isinstance(row, str)
-    }
+    name_map = planted_name_map(list(ppms), recovery["activity_row"].dropna().astype(str))
     site = planted_site_effects(
         ppms, name_map, truth_dir / "activity.tsv", truth_dir / "effects.tsv", celltypes, lineages
     )

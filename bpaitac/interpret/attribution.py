@@ -215,16 +215,31 @@ def deep_shap(
             out.append(y_x.cpu())
             ref_mean.append(y_r.mean(dim=1).cpu())
             n_warn += int((pair_delta.abs() > warning_threshold).sum())
-    hypothetical = torch.cat(hyp).numpy()
-    y_x = torch.cat(out).double().numpy()
-    y_ref = torch.cat(ref_mean).double().numpy()
+    return _with_deltas(
+        torch.cat(hyp).numpy(),
+        x,
+        torch.cat(out).double().numpy(),
+        torch.cat(ref_mean).double().numpy(),
+        n_warn,
+    )
+
+
+def _with_deltas(
+    hypothetical: np.ndarray,
+    x: torch.Tensor,
+    y_x: np.ndarray,
+    y_ref_mean: np.ndarray,
+    n_warnings: int,
+) -> Attributions:
+    """:class:`Attributions` of hypothetical attributions (N, K, 4, L) of one-hot ``x``
+    (N, 4, L), with the convergence deltas ``sum(attr) - (f(x) - mean_r f(r))`` from the
+    outputs ``y_x`` (N, K) and the mean reference outputs ``y_ref_mean`` (N, K)."""
     proj_sum = (hypothetical * x.numpy()[:, None]).sum(axis=(2, 3), dtype=np.float64)
-    deltas = proj_sum - (y_x - y_ref)
     return Attributions(
         hypothetical=hypothetical.astype(np.float32, copy=False),
-        deltas=deltas.astype(np.float32),
+        deltas=(proj_sum - (y_x - y_ref_mean)).astype(np.float32),
         output=y_x.astype(np.float32),
-        n_warnings=n_warn,
+        n_warnings=n_warnings,
     )
 
 
@@ -430,14 +445,7 @@ def deep_shap_tangermeme(
             )
         n_warn += sum("Convergence deltas" in str(w.message) for w in caught)
         hyp[:, k] = attr.float().numpy()
-    proj_sum = (hyp * x.numpy()[:, None]).sum(axis=(2, 3))
-    deltas = proj_sum - (y_x - y_ref.mean(axis=1))
-    return Attributions(
-        hypothetical=hyp,
-        deltas=deltas.astype(np.float32),
-        output=y_x.astype(np.float32),
-        n_warnings=n_warn,
-    )
+    return _with_deltas(hyp, x, y_x, y_ref.mean(axis=1), n_warn)
 
 
 def _batched(module: nn.Module, x: torch.Tensor, batch_size: int, device: str) -> np.ndarray:
